@@ -1,0 +1,26 @@
+/** The base class of every error Punctual raises on purpose. */
+export class PunctualError extends Error {
+  override name = "PunctualError";
+}
+
+/**
+ * Bad input: raised before anything is written. `field` names what was wrong, as a
+ * dotted path (`payload.email`, `runAt`, `jobs.3.key`).
+ */
+export class ValidationError extends PunctualError {
+  override name = "ValidationError";
+  constructor(
+    readonly field: string,
+    message: string,
+  ) {
+    super(`${field}: ${message}`);
+  }
+}
+
+/** A task name that the client or worker was not given. */
+export class UnknownTaskError extends ValidationError {
+  override name = "UnknownTaskError";
+  constructor(readonly task: string, known: readonly string[]) {
+    super("task", `unknown task "${task}"; known tasks: ${known.length ? known.join(", ") : "(none)"}`);
+  }
+}

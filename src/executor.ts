@@ -1,0 +1,63 @@
+import pg from "pg";
+import { Param, sql, type SQL } from "drizzle-orm";
+import { ValidationError } from "./errors.js";
+
+/** Anything that can run a drizzle `sql` object: a drizzle database or transaction. */
+export interface DrizzleExecutor {
+  execute(query: SQL): Promise<unknown>;
+}
+
+/**
+ * Where a statement runs: a `pg` Pool, PoolClient or Client, or a drizzle
+ * (node-postgres) database or transaction. Pass the caller's transaction to make a
+ * Punctual write part of it: invisible until commit, gone on rollback. Punctual
+ * never issues BEGIN or COMMIT on an executor it was given.
+ */
+export type Executor = pg.Pool | pg.PoolClient | pg.Client | DrizzleExecutor;
+
+/** The one query interface the rest of the library uses. */
+export interface Queryable {
+  query<R extends Record<string, unknown> = Record<string, unknown>>(
+    text: string,
+    values?: readonly unknown[],
+  ): Promise<R[]>;
+}
+
+/** Adapts any supported executor to `Queryable`. */
+export function toQueryable(executor: Executor): Queryable {
+  if (executor && typeof (executor as pg.Pool).query === "function") {
+    const client = executor as pg.Pool;
+    return {
+      async query(text, values) {
+        const result = await client.query(text, values as unknown[]);
+        return result.rows;
+      },
+    };
+  }
+  if (executor && typeof (executor as DrizzleExecutor).execute === "function") {
+    const db = executor as DrizzleExecutor;
+    return {
+      async query(text, values = []) {
+        const result = await db.execute(toDrizzleSql(text, values));
+        // node-postgres drizzle returns a pg QueryResult; array-returning drivers return rows.
+        return (Array.isArray(result) ? result : (result as pg.QueryResult).rows) as never;
+      },
+    };
+  }
+  throw new ValidationError("executor", "must be a pg Pool, PoolClient or Client, or a drizzle database or transaction");
+}
+
+/**
+ * Turns `$1`-style SQL into a drizzle `sql` object. Each value becomes one `Param`, so
+ * arrays stay single array parameters (a bare array in drizzle's template would be
+ * spread into a list).
+ */
+function toDrizzleSql(text: string, values: readonly unknown[]): SQL {
+  const parts = text.split(/\$(\d+)/);
+  const chunks: SQL[] = [];
+  parts.forEach((part, i) => {
+    if (i % 2 === 0) chunks.push(sql.raw(part));
+    else chunks.push(sql`${new Param(values[Number(part) - 1])}`);
+  });
+  return sql.join(chunks);
+}

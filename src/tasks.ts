@@ -1,0 +1,127 @@
+import { z } from "zod";
+import type { Logger } from "pino";
+import { UnknownTaskError, ValidationError } from "./errors.js";
+import { toJsonText } from "./json.js";
+import type { BackoffOptions } from "./worker/backoff.js";
+
+/** What a handler learns about the job it runs. */
+export interface JobContext {
+  job: {
+    id: number;
+    task: string;
+    queue: string;
+    key: string | null;
+    priority: number;
+    /** 1 on the first run, 2 on the first retry, ... */
+    attempt: number;
+    maxAttempts: number;
+    runAt: Date;
+  };
+  /** Fires when the worker stops past its drain timeout (and, later, on cancel or lost lease). */
+  signal: AbortSignal;
+  /** The worker's logger, bound to this job's id and task. */
+  logger: Logger;
+}
+
+/** Job options a task can default; `enqueue` options override them. */
+export interface TaskDefaults {
+  queue?: string;
+  priority?: number;
+  maxAttempts?: number;
+  backoff?: BackoffOptions;
+}
+
+/** The definition passed to `defineTask`. */
+export interface TaskDefinition<S extends z.ZodType> extends TaskDefaults {
+  /** Unique name, stored in `punctual.jobs.task`: letters, digits and `_ . : -`. */
+  name: string;
+  /** zod schema of the payload, checked at enqueue and again before the handler runs. */
+  payload: S;
+  /** The handler. Throwing (or rejecting) fails the attempt; it is retried while attempts remain. */
+  run: (payload: z.output<S>, ctx: JobContext) => unknown | Promise<unknown>;
+}
+
+/** A defined task: pass it to `enqueue` and to `createWorker({ tasks })`. */
+export type Task<S extends z.ZodType = z.ZodType> = Readonly<TaskDefinition<S>>;
+
+/** Any task, whatever its payload type; what registries hold. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type AnyTask = Task<any>;
+
+const taskName = z
+  .string()
+  .regex(/^[A-Za-z0-9_.:-]{1,128}$/, "must be 1-128 letters, digits or _ . : -");
+
+/**
+ * Defines a task: a name, a zod schema for its payload, and a handler.
+ *
+ * @example
+ * const sendEmail = defineTask({
+ *   name: "send-email",
+ *   payload: z.object({ to: z.email(), subject: z.string() }),
+ *   run: async ({ to, subject }, { signal }) => mailer.send({ to, subject, signal }),
+ * });
+ */
+export function defineTask<S extends z.ZodType>(definition: TaskDefinition<S>): Task<S> {
+  const name = taskName.safeParse(definition.name);
+  if (!name.success) throw new ValidationError("name", name.error.issues[0]!.message);
+  if (!(definition.payload instanceof z.ZodType)) {
+    throw new ValidationError("payload", "must be a zod schema");
+  }
+  if (typeof definition.run !== "function") throw new ValidationError("run", "must be a function");
+  return Object.freeze({ ...definition });
+}
+
+/** Formats zod issues under a field prefix, naming the first failing path. */
+export function zodError(prefix: string, error: z.ZodError): ValidationError {
+  const issue = error.issues[0]!;
+  const field = [prefix, ...issue.path.map(String)].filter(Boolean).join(".");
+  const more = error.issues.length > 1 ? ` (and ${error.issues.length - 1} more)` : "";
+  return new ValidationError(field, issue.message + more);
+}
+
+/**
+ * Validates a payload for `task` and returns its JSON text. The stored JSON is the
+ * payload as given, and it must parse again after a JSON round trip, so the worker's
+ * own check cannot fail on what enqueue accepted.
+ */
+export function payloadToJson(task: AnyTask, payload: unknown, field = "payload"): string {
+  const parsed = task.payload.safeParse(payload);
+  if (!parsed.success) throw zodError(field, parsed.error);
+  const text = toJsonText(payload, field);
+  const again = task.payload.safeParse(JSON.parse(text));
+  if (!again.success) {
+    throw new ValidationError(field, `does not survive JSON: ${zodError(field, again.error).message}`);
+  }
+  return text;
+}
+
+/** A set of tasks by name, as clients and workers hold them. */
+export class TaskRegistry {
+  private readonly byName = new Map<string, AnyTask>();
+
+  constructor(tasks: readonly AnyTask[] = []) {
+    for (const task of tasks) {
+      if (this.byName.has(task.name) && this.byName.get(task.name) !== task) {
+        throw new ValidationError("tasks", `two different tasks are named "${task.name}"`);
+      }
+      this.byName.set(task.name, task);
+    }
+  }
+
+  /** The task for a task object or name; a name must be registered. */
+  resolve(task: AnyTask | string): AnyTask {
+    if (typeof task !== "string") return task;
+    const found = this.byName.get(task);
+    if (!found) throw new UnknownTaskError(task, this.names());
+    return found;
+  }
+
+  get(name: string): AnyTask | undefined {
+    return this.byName.get(name);
+  }
+
+  names(): string[] {
+    return [...this.byName.keys()];
+  }
+}
