@@ -56,6 +56,8 @@ export interface WorkerEvents {
   "job:failed": [JobEvent, { error: Error; state: "failed" | "cancelled" }];
   /** The outcome was not recorded: the job no longer runs under this worker's lease. */
   "job:lost": [JobEvent];
+  /** A claim finished: how many jobs it took and how many slots were free. */
+  "worker:poll": [{ claimed: number; free: number }];
   /** A database or internal error; the worker carries on. */
   "worker:error": [Error];
   /** `stop` finished: nothing runs, every outcome is written. */
@@ -215,6 +217,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
       leaseMs: this.options.leaseMs,
     });
     for (const row of rows) this.startJob(row);
+    this.emit("worker:poll", { claimed: rows.length, free: limit });
     return rows.length;
   }
 

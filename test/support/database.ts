@@ -29,6 +29,8 @@ export async function createTestDatabase({ migrated = true } = {}): Promise<Test
   }
   const url = databaseUrl(adminUrl, name);
   const pool = new pg.Pool({ connectionString: url, max: 10 });
+  // Dropping the database terminates connections the pool is still closing.
+  pool.on("error", () => {});
   return {
     name,
     url,
