@@ -73,13 +73,12 @@ export interface ClientOptions {
 
 const NAME = /^[A-Za-z0-9_.:-]{1,64}$/;
 
+const RUN_AT_ERROR = "must be a valid Date or an ISO 8601 date-time with a zone";
+
 const jobOptionsSchema = z
   .object({
     runAt: z
-      .union([
-        z.date({ error: "must be a valid Date" }),
-        z.iso.datetime({ offset: true, error: "must be a Date or an ISO 8601 date-time with a zone" }),
-      ])
+      .union([z.date(), z.iso.datetime({ offset: true, error: RUN_AT_ERROR })], { error: RUN_AT_ERROR })
       .optional(),
     delay: durationSchema.pipe(z.number().min(0, "must not be negative")).optional(),
     key: z.string().min(1, "must not be empty").max(KEY_MAX_LENGTH, `must be at most ${KEY_MAX_LENGTH} characters`).optional(),
@@ -158,7 +157,7 @@ export class Client {
     jobs.forEach((spec, i) => {
       const at = (field: string) => (single ? field : `jobs.${i}.${field}`);
       const { task: taskRef, payload, ...rest } = spec;
-      const task = this.registry.resolve(taskRef);
+      const task = this.registry.resolve(taskRef, at("task"));
       const parsed = jobOptionsSchema.safeParse(rest);
       if (!parsed.success) throw zodError(single ? "" : `jobs.${i}`, parsed.error);
       const opts = parsed.data;

@@ -20,7 +20,11 @@ export class ValidationError extends PunctualError {
 /** A task name that the client or worker was not given. */
 export class UnknownTaskError extends ValidationError {
   override name = "UnknownTaskError";
-  constructor(readonly task: string, known: readonly string[]) {
-    super("task", `unknown task "${task}"; known tasks: ${known.length ? known.join(", ") : "(none)"}`);
+  constructor(
+    readonly task: string,
+    known: readonly string[],
+    field = "task",
+  ) {
+    super(field, `unknown task "${task}"; known tasks: ${known.length ? known.join(", ") : "(none)"}`);
   }
 }

@@ -110,10 +110,10 @@ export class TaskRegistry {
   }
 
   /** The task for a task object or name; a name must be registered. */
-  resolve(task: AnyTask | string): AnyTask {
+  resolve(task: AnyTask | string, field = "task"): AnyTask {
     if (typeof task !== "string") return task;
     const found = this.byName.get(task);
-    if (!found) throw new UnknownTaskError(task, this.names());
+    if (!found) throw new UnknownTaskError(task, this.names(), field);
     return found;
   }
 

@@ -1,0 +1,68 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createClient, UnknownTaskError, ValidationError, type Client } from "../../src/index.js";
+import { createTestDatabase, snapshotJobs, type TestDatabase } from "../support/database.js";
+import { noop, sendEmail } from "../fixtures/tasks.js";
+
+let db: TestDatabase;
+let punctual: Client;
+let before: unknown[];
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  punctual = createClient({ executor: db.pool, tasks: [noop, sendEmail] });
+  // Some existing jobs, so that "unchanged" means something.
+  await punctual.enqueue(sendEmail, { to: "existing@example.com" }, { key: "existing", delay: "1h" });
+  await punctual.enqueue(noop, { n: 1 });
+  before = await snapshotJobs(db.pool);
+});
+afterAll(() => db.drop());
+
+const cycle: Record<string, unknown> = { a: 1 };
+cycle.self = cycle;
+
+/** [what, call, field named by the error, message fragment] */
+const cases: [string, () => Promise<unknown>, string, RegExp][] = [
+  ["unknown task name", () => punctual.enqueue("no-such-task", {}), "task", /unknown task "no-such-task"; known tasks: noop, send-email/],
+  ["payload failing its schema", () => punctual.enqueue(sendEmail, { to: "not-an-email" }), "payload.to", /email/i],
+  ["payload missing a field", () => punctual.enqueue(sendEmail, {} as never), "payload.to", /expected string/],
+  ["payload with a BigInt", () => punctual.enqueue(noop, { n: 1, big: 10n } as never), "payload.big", /BigInt/],
+  ["payload with a cycle", () => punctual.enqueue(noop, cycle as never), "payload.self", /cycle/],
+  ["payload with a function", () => punctual.enqueue(noop, { n: 1, fn: () => 1 } as never), "payload.fn", /function/],
+  ["payload with NaN", () => punctual.enqueue(noop, { n: Number.NaN }), "payload.n", /expected number|not representable/],
+  ["payload with Infinity in a nested list", () => punctual.enqueue(noop, { n: 1, list: [1, Infinity] } as never), "payload.list.1", /not representable/],
+  ["payload with a class instance", () => punctual.enqueue(noop, { n: 1, m: new Map() } as never), "payload.m", /Map instance/],
+  ["oversized payload", () => punctual.enqueue(noop, { n: 1, blob: "x".repeat(1024 * 1024) } as never), "payload", /bytes of JSON; the limit is 1048576/],
+  ["runAt that is not a valid date", () => punctual.enqueue(noop, {}, { runAt: new Date("nonsense") }), "runAt", /valid Date or an ISO 8601/],
+  ["runAt string that is not ISO 8601", () => punctual.enqueue(noop, {}, { runAt: "tomorrow at noon" }), "runAt", /valid Date or an ISO 8601/],
+  ["runAt and delay together", () => punctual.enqueue(noop, {}, { runAt: new Date(), delay: 5 }), "delay", /not both/],
+  ["negative delay", () => punctual.enqueue(noop, {}, { delay: -1 }), "delay", /negative/],
+  ["unparseable delay", () => punctual.enqueue(noop, {}, { delay: "soon" }), "delay", /"10s"/],
+  ["key over the length limit", () => punctual.enqueue(noop, {}, { key: "k".repeat(256) }), "key", /at most 255/],
+  ["empty key", () => punctual.enqueue(noop, {}, { key: "" }), "key", /empty/],
+  ["priority out of range", () => punctual.enqueue(noop, {}, { priority: 11 }), "priority", /<=10/],
+  ["fractional priority", () => punctual.enqueue(noop, {}, { priority: 1.5 }), "priority", /expected int/],
+  ["queue name with spaces", () => punctual.enqueue(noop, {}, { queue: "my queue" }), "queue", /letters, digits/],
+  ["maxAttempts of zero", () => punctual.enqueue(noop, {}, { maxAttempts: 0 }), "maxAttempts", />=1/],
+  ["unknown onConflict", () => punctual.enqueue(noop, {}, { onConflict: "merge" as never }), "onConflict", /replace|keep/],
+  ["one bad job in a batch", () => punctual.enqueueMany([{ task: noop, payload: {} }, { task: sendEmail, payload: { to: 42 } }]), "jobs.1.payload.to", /expected string/],
+  ["one key twice in a batch", () => punctual.enqueueMany([{ task: noop, payload: {}, key: "k" }, { task: noop, payload: {}, key: "k" }]), "jobs.1.key", /appears twice/],
+  ["unknown task in a batch", () => punctual.enqueueMany([{ task: noop, payload: {} }, { task: "nope", payload: {} }]), "jobs.1.task", /unknown task/],
+  ["something that is not an executor", () => punctual.enqueue(noop, {}, { executor: {} as never }), "executor", /pg Pool/],
+];
+
+describe("bad input gets a clear error naming the field, and writes nothing", () => {
+  it.each(cases)("%s", async (_what, call, field, message) => {
+    const error = await call().then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(ValidationError);
+    expect((error as ValidationError).field).toBe(field);
+    expect((error as ValidationError).message).toMatch(message);
+    expect(await snapshotJobs(db.pool)).toEqual(before);
+  });
+
+  it("an unknown task is an UnknownTaskError", async () => {
+    await expect(punctual.enqueue("no-such-task", {})).rejects.toBeInstanceOf(UnknownTaskError);
+  });
+});
