@@ -21,4 +21,5 @@ export { jobs, jobState, punctualSchema, PRIORITY_MAX, PRIORITY_MIN, KEY_MAX_LEN
 export type { JobRow, JobState } from "./schema.js";
 export { PAYLOAD_MAX_BYTES } from "./json.js";
 export { createLogger } from "./logger.js";
+export type { Logger } from "./logger.js";
 export type { Duration } from "./schedule/duration.js";

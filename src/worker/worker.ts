@@ -324,7 +324,9 @@ export class Worker extends EventEmitter<WorkerEvents> {
 
   private reportError(error: unknown) {
     const err = toError(error);
-    this.logger.error({ err }, "worker error");
+    // pg errors carry their client; log only what helps a reader.
+    const { message, stack } = err;
+    this.logger.error({ err: { message, stack, code: (err as { code?: string }).code } }, "worker error");
     this.emit("worker:error", err);
   }
 }

@@ -3,7 +3,7 @@ import { z } from "zod";
 import { pino } from "pino";
 import { createClient, createWorker, defineTask, type Client, type Worker, type WorkerOptions } from "../../src/index.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
-import { collect } from "../support/events.js";
+import { collect, next } from "../support/events.js";
 import { noop } from "../fixtures/tasks.js";
 
 let db: TestDatabase;
@@ -43,7 +43,7 @@ describe("running jobs", () => {
     });
     const { id } = await punctual.enqueue(greet, { name: "Ada", times: "2" });
     const worker = startWorker({ tasks: [greet] });
-    const [[event]] = await collect(worker, "job:succeeded", 1);
+    const [event] = await next(worker, "job:succeeded");
     expect(event.id).toBe(id);
     expect(seen).toEqual([{ payload: { name: "Ada", times: 2 }, attempt: 1 }]);
     const job = await punctual.get(id);
@@ -80,7 +80,7 @@ describe("running jobs", () => {
     });
     const { id } = await punctual.enqueue(broken, {});
     const worker = startWorker({ tasks: [broken] });
-    const [[, { error, state }]] = await collect(worker, "job:failed", 1);
+    const [, { error, state }] = await next(worker, "job:failed");
     expect(state).toBe("failed");
     expect(error.message).toBe("attempt 3 cannot work");
     const job = await punctual.get(id);
@@ -92,7 +92,7 @@ describe("running jobs", () => {
     const once = defineTask({ name: "fails-once", payload: z.object({}), run: () => Promise.reject(new Error("no")) });
     const { id } = await punctual.enqueue(once, {}, { maxAttempts: 2 });
     const worker = startWorker({ tasks: [once], backoff: { baseMs: 3_600_000 } });
-    const [[, { runAt }]] = await collect(worker, "job:retried", 1);
+    const [, { runAt }] = await next(worker, "job:retried");
     const job = await punctual.get(id);
     expect(job?.state).toBe("pending");
     // base one hour, jitter scales it into [30 min, 60 min]
@@ -106,7 +106,7 @@ describe("running jobs", () => {
     const strict = defineTask({ name: "strict", payload: z.object({ email: z.email() }), run: () => {} });
     await db.pool.query(`select punctual.enqueue('strict', '{"email": "not-an-email"}', key => 'bad-row')`);
     const worker = startWorker({ tasks: [strict] });
-    const [[, { error }]] = await collect(worker, "job:failed", 1);
+    const [, { error }] = await next(worker, "job:failed");
     expect(error.message).toMatch(/^payload\.email: does not match task "strict"/);
     expect(await punctual.get("bad-row")).toMatchObject({ state: "failed", attempts: 1 });
   });
@@ -117,7 +117,7 @@ describe("running jobs", () => {
     await punctual.enqueue(noop, {}, { key: "later", delay: "1h" });
     const { id } = await punctual.enqueue(noop, {}, { key: "mine" });
     const worker = startWorker({ tasks: [noop] });
-    const [[event]] = await collect(worker, "job:succeeded", 1);
+    const [event] = await next(worker, "job:succeeded");
     expect(event.id).toBe(id);
     // A claim after the job finished found nothing else it may take.
     await collect(worker, "worker:poll", 1, ({ claimed }) => claimed === 0);

@@ -20,3 +20,13 @@ export function collect<E extends keyof WorkerEvents>(
     worker.on(event, listener as never);
   });
 }
+
+/** Resolves with the arguments of the next emission of `event` that passes `filter`. */
+export async function next<E extends keyof WorkerEvents>(
+  worker: Worker,
+  event: E,
+  filter?: (...args: WorkerEvents[E]) => boolean,
+): Promise<WorkerEvents[E]> {
+  const [args] = await collect(worker, event, 1, filter);
+  return args!;
+}

@@ -1,0 +1,46 @@
+import { describe, expect, it } from "vitest";
+import { toJsonText, PAYLOAD_MAX_BYTES } from "../../src/json.js";
+import { ValidationError } from "../../src/errors.js";
+
+describe("toJsonText", () => {
+  it("serialises plain JSON values, dropping undefined object properties like JSON does", () => {
+    expect(toJsonText({ a: 1, b: [true, null, "x"], c: undefined, d: { e: 2.5 } })).toBe(
+      '{"a":1,"b":[true,null,"x"],"d":{"e":2.5}}',
+    );
+    expect(toJsonText({ at: new Date("2030-01-01T00:00:00Z") })).toBe('{"at":"2030-01-01T00:00:00.000Z"}');
+    expect(toJsonText(Object.assign(Object.create(null), { a: 1 }))).toBe('{"a":1}');
+  });
+
+  it.each([
+    ["BigInt", { n: 1n }, "payload.n"],
+    ["function", { f() {} }, "payload.f"],
+    ["symbol", { s: Symbol("x") }, "payload.s"],
+    ["NaN", [1, Number.NaN], "payload.1"],
+    ["-Infinity", { deep: { x: -Infinity } }, "payload.deep.x"],
+    ["undefined in an array", [1, undefined], "payload.1"],
+    ["top-level undefined", undefined, "payload"],
+    ["a Set", { s: new Set([1]) }, "payload.s"],
+  ])("refuses %s, naming the path", (_what, value, field) => {
+    try {
+      toJsonText(value);
+      expect.unreachable();
+    } catch (error) {
+      expect(error).toBeInstanceOf(ValidationError);
+      expect((error as ValidationError).field).toBe(field);
+    }
+  });
+
+  it("refuses cycles but accepts the same object twice side by side", () => {
+    const shared = { x: 1 };
+    expect(toJsonText({ a: shared, b: shared })).toBe('{"a":{"x":1},"b":{"x":1}}');
+    const cyclic: { self?: unknown } = {};
+    cyclic.self = { back: cyclic };
+    expect(() => toJsonText(cyclic)).toThrow(/payload\.self\.back: contains a cycle/);
+  });
+
+  it("refuses payloads over the size limit, counting bytes not characters", () => {
+    const justFits = "x".repeat(PAYLOAD_MAX_BYTES - 2); // the quotes make up the rest
+    expect(toJsonText(justFits)).toHaveLength(PAYLOAD_MAX_BYTES);
+    expect(() => toJsonText("é".repeat(PAYLOAD_MAX_BYTES / 2))).toThrow(/bytes of JSON; the limit is/);
+  });
+});
