@@ -1,0 +1,111 @@
+/**
+ * Pure time math for periodic jobs: no database, no clock. Every function takes the
+ * instants it needs, so tests use fixed dates.
+ *
+ * Cron rules are evaluated on wall-clock time in their zone, then mapped to instants:
+ * - a wall-clock slot that does not exist (spring forward) runs at the next valid
+ *   instant, the moment the clocks jump; several such slots collapse into one run;
+ * - a wall-clock time that happens twice (fall back) runs once, at its first
+ *   occurrence.
+ */
+import { CronExpressionParser } from "cron-parser";
+import { DateTime } from "luxon";
+import { MISSED_ALL_LIMIT, type MissedPolicy, type Rule } from "./rule.js";
+
+/**
+ * The first slot of `rule` strictly after `after`. For a fixed-rate interval, slots lie
+ * on the grid `anchor + k × every` (anchor: the previous slot; without one, the grid
+ * starts at `after`). For a fixed-delay interval, it is `after + every`.
+ */
+export function nextRunAt(rule: Rule, after: Date, anchor?: Date | null): Date {
+  if (rule.kind === "every") {
+    if (rule.fixedDelay || !anchor) return new Date(after.getTime() + rule.everyMs);
+    const start = anchor.getTime();
+    if (after.getTime() < start) return new Date(start);
+    const steps = Math.floor((after.getTime() - start) / rule.everyMs) + 1;
+    return new Date(start + steps * rule.everyMs);
+  }
+  const iterator = CronExpressionParser.parse(rule.cron, { currentDate: new Date(toWall(after, rule.tz)), tz: "UTC" });
+  for (;;) {
+    const instant = wallToInstant(iterator.next().toDate().getTime(), rule.tz);
+    // A slot in a repeated hour, or several slots in a skipped one, can map to an
+    // instant at or before `after`: those have already had their run.
+    if (instant > after.getTime()) return new Date(instant);
+  }
+}
+
+/**
+ * When the occurrence after the one for `slot` runs, given that it finished at `now`:
+ * slots come from the rule, not from when the run ended (a 08:00 job that ran at
+ * 08:00:02 is next due at 08:00 tomorrow), and the missed-run policy decides what
+ * happens to slots that passed meanwhile.
+ */
+export function nextOccurrence(rule: Rule, policy: MissedPolicy, slot: Date | null, now: Date): Date {
+  if (rule.kind === "every" && rule.fixedDelay) return nextRunAt(rule, now);
+  const base = slot ?? now;
+  if (policy !== "all") return nextRunAt(rule, base > now ? base : now, slot);
+  const first = nextRunAt(rule, base, slot);
+  if (first > now) return first;
+  const earliestKept = nthSlotAtOrBefore(rule, now, MISSED_ALL_LIMIT, slot);
+  return earliestKept > first ? earliestKept : first;
+}
+
+/**
+ * True when the occurrence for `slot` is so late that its next slot has come too: it
+ * was missed, not merely delayed. A fixed-delay schedule is never late.
+ */
+export function isMissed(rule: Rule, slot: Date | null, now: Date): boolean {
+  if (!slot || (rule.kind === "every" && rule.fixedDelay)) return false;
+  return nextRunAt(rule, slot, slot) <= now;
+}
+
+/** The n-th most recent slot at or before `at` (n = 1: the latest). */
+function nthSlotAtOrBefore(rule: Rule, at: Date, n: number, anchor: Date | null): Date {
+  if (rule.kind === "every") {
+    const start = (anchor ?? at).getTime();
+    const latest = start + Math.floor((at.getTime() - start) / rule.everyMs) * rule.everyMs;
+    return new Date(latest - (n - 1) * rule.everyMs);
+  }
+  // Start just after `at` so that a slot exactly at `at` counts.
+  const iterator = CronExpressionParser.parse(rule.cron, { currentDate: new Date(toWall(at, rule.tz) + 1), tz: "UTC" });
+  const seen = new Set<number>();
+  let instant = at.getTime();
+  while (seen.size < n) {
+    instant = wallToInstant(iterator.prev().toDate().getTime(), rule.tz);
+    if (instant <= at.getTime()) seen.add(instant);
+  }
+  return new Date(instant);
+}
+
+/** The wall-clock time of an instant in `tz`, as milliseconds of a naive UTC date. */
+function toWall(instant: Date, tz: string): number {
+  const local = DateTime.fromJSDate(instant, { zone: tz });
+  return Date.UTC(local.year, local.month - 1, local.day, local.hour, local.minute, local.second, local.millisecond);
+}
+
+const offsetAt = (ms: number, tz: string) => DateTime.fromMillis(ms, { zone: tz }).offset;
+const MINUTE = 60_000;
+const HOURS_36 = 36 * 3_600_000;
+
+/**
+ * The instant a wall-clock time (naive UTC milliseconds) stands for in `tz`: the first
+ * one when it happens twice, the transition itself when it does not exist.
+ */
+function wallToInstant(wall: number, tz: string): number {
+  // Zone offsets change at most twice a year, so the offsets in force within a day and
+  // a half either side cover both sides of any transition near this wall time.
+  const offsets = new Set([offsetAt(wall - HOURS_36, tz), offsetAt(wall, tz), offsetAt(wall + HOURS_36, tz)]);
+  const valid = [...offsets].map((o) => wall - o * MINUTE).filter((t) => offsetAt(t, tz) * MINUTE === wall - t);
+  if (valid.length > 0) return Math.min(...valid);
+  // In a gap: find the transition between the two readings of this wall time.
+  const readings = [...offsets].map((o) => wall - o * MINUTE);
+  let lo = Math.min(...readings);
+  let hi = Math.max(...readings);
+  const before = offsetAt(lo, tz);
+  while (hi - lo > 1) {
+    const mid = Math.floor((lo + hi) / 2);
+    if (offsetAt(mid, tz) === before) lo = mid;
+    else hi = mid;
+  }
+  return hi;
+}
