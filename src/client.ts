@@ -1,7 +1,10 @@
 import pg from "pg";
 import { z } from "zod";
 import { ValidationError } from "./errors.js";
-import { toQueryable, type Executor } from "./executor.js";
+import { toQueryable, withTransaction, type Executor, type Queryable } from "./executor.js";
+import { nextRunAt } from "./schedule/next.js";
+import { parseRule, ruleToColumns, toRule, type Rule, type ScheduleRule } from "./schedule/rule.js";
+import { jobRemoveUndeclared, jobScheduleMany, scheduleLockReconcile, type ScheduleInsert, type ScheduleRow } from "./sql/schedules.js";
 import { toJob, type Job } from "./job.js";
 import { durationSchema, type Duration } from "./schedule/duration.js";
 import { KEY_MAX_LENGTH, PRIORITY_MAX, PRIORITY_MIN, type JobState } from "./schema.js";
@@ -51,6 +54,48 @@ export interface JobSpec extends JobOptions {
   payload: unknown;
 }
 
+/** Options of a schedule (`schedule`, `scheduleMany`, declared schedules). */
+export interface ScheduleOptions {
+  /** Default `"default"`. */
+  queue?: string;
+  /** -10..10, default 0. */
+  priority?: number;
+  /** Attempts per occurrence before it ends `failed` (the schedule goes on). Default 5. */
+  maxAttempts?: number;
+  /** Interval rules only: the first run. Default: one interval from now. */
+  startAt?: Date | string;
+}
+
+/** One schedule for `scheduleMany` and declared schedules. */
+export interface ScheduleSpec extends ScheduleOptions {
+  /** Required: a schedule is addressed by its key (`get`, `cancel`). */
+  key: string;
+  task: AnyTask | string;
+  payload: unknown;
+  rule: ScheduleRule;
+}
+
+/** What `schedule` did. */
+export interface ScheduleResult {
+  id: number;
+  key: string;
+  state: JobState;
+  runAt: Date;
+  /** The slot the live occurrence stands for. */
+  slotAt: Date | null;
+  /** `inserted`, `updated` (the pending occurrence moved if the rule changed) or `unchanged`. */
+  outcome: "inserted" | "updated" | "unchanged";
+}
+
+/** What `reconcileSchedules` did, counted by key. */
+export interface ReconcileResult {
+  inserted: number;
+  updated: number;
+  unchanged: number;
+  /** Declared schedules that are no longer declared, and were ended. */
+  removed: number;
+}
+
 /** What `enqueue` did. */
 export interface EnqueueResult {
   /** The id of the live job for this call: the new one, the replaced one or the kept one. */
@@ -75,23 +120,30 @@ const NAME = /^[A-Za-z0-9_.:-]{1,64}$/;
 
 const RUN_AT_ERROR = "must be a valid Date or an ISO 8601 date-time with a zone";
 
-const jobOptionsSchema = z
-  .object({
-    runAt: z
-      .union([z.date(), z.iso.datetime({ offset: true, error: RUN_AT_ERROR })], { error: RUN_AT_ERROR })
-      .optional(),
-    delay: durationSchema.pipe(z.number().min(0, "must not be negative")).optional(),
-    key: z.string().min(1, "must not be empty").max(KEY_MAX_LENGTH, `must be at most ${KEY_MAX_LENGTH} characters`).optional(),
-    priority: z.int().min(PRIORITY_MIN).max(PRIORITY_MAX).optional(),
-    queue: z.string().regex(NAME, "must be 1-64 letters, digits or _ . : -").optional(),
-    maxAttempts: z.int().min(1).max(1000).optional(),
-  })
-  .refine((o) => o.runAt === undefined || o.delay === undefined, {
-    message: "give runAt or delay, not both",
-    path: ["delay"],
-  });
+const jobOptionsShape = z.strictObject({
+  runAt: z
+    .union([z.date(), z.iso.datetime({ offset: true, error: RUN_AT_ERROR })], { error: RUN_AT_ERROR })
+    .optional(),
+  delay: durationSchema.pipe(z.number().min(0, "must not be negative")).optional(),
+  key: z.string().min(1, "must not be empty").max(KEY_MAX_LENGTH, `must be at most ${KEY_MAX_LENGTH} characters`).optional(),
+  priority: z.int().min(PRIORITY_MIN).max(PRIORITY_MAX).optional(),
+  queue: z.string().regex(NAME, "must be 1-64 letters, digits or _ . : -").optional(),
+  maxAttempts: z.int().min(1).max(1000).optional(),
+});
+
+const jobOptionsSchema = jobOptionsShape.refine((o) => o.runAt === undefined || o.delay === undefined, {
+  message: "give runAt or delay, not both",
+  path: ["delay"],
+});
 
 const onConflictSchema = z.enum(["replace", "keep"]).default("replace");
+
+const scheduleOptionsSchema = jobOptionsShape
+  .pick({ queue: true, priority: true, maxAttempts: true })
+  .extend({
+    key: z.string({ error: "a schedule needs a key" }).min(1, "must not be empty").max(KEY_MAX_LENGTH, `must be at most ${KEY_MAX_LENGTH} characters`),
+    startAt: z.union([z.date(), z.iso.datetime({ offset: true, error: RUN_AT_ERROR })], { error: RUN_AT_ERROR }).optional(),
+  });
 
 /**
  * Enqueues, reads and cancels jobs. Every method takes an optional `executor`, so the
@@ -193,6 +245,123 @@ export class Client {
   }
 
   /**
+   * Creates a periodic schedule, or updates the one with this key: one live row that
+   * carries its rule; each occurrence, when it finishes, inserts the next. Scheduling
+   * an existing key applies the new payload, options and rule; the pending occurrence
+   * moves only if the rule changed. End it with `cancel(key)`.
+   *
+   * @example
+   * await punctual.schedule(`todo-email:${user.id}`, sendTodoEmail, { userId: user.id }, { cron: "0 8 * * *", tz: user.timeZone });
+   * await punctual.schedule("expired-plans", checkExpiredPlans, {}, { every: "1h" });
+   */
+  async schedule<S extends z.ZodType>(
+    key: string,
+    task: Task<S> | string,
+    payload: z.input<S>,
+    rule: ScheduleRule,
+    options: ScheduleOptions & ExecutorOption = {},
+  ): Promise<ScheduleResult> {
+    const { executor, ...rest } = options;
+    const [result] = await this.scheduleMany([{ key, task, payload, rule, ...rest }], { executor });
+    return result!;
+  }
+
+  /**
+   * Creates or updates many schedules in one statement (all or nothing); results in
+   * input order. Thousands of per-user schedules fit in one call.
+   *
+   * @example
+   * await punctual.scheduleMany(users.map((u) => ({
+   *   key: `todo-email:${u.id}`, task: sendTodoEmail, payload: { userId: u.id },
+   *   rule: { cron: "0 8 * * *", tz: u.timeZone },
+   * })));
+   */
+  async scheduleMany(specs: readonly ScheduleSpec[], options: ExecutorOption = {}): Promise<ScheduleResult[]> {
+    const { inserts, payloads } = this.prepareSchedules(specs, false);
+    if (inserts.length === 0) return [];
+    const db = this.queryable(options.executor);
+    return this.scheduleResults(db, await jobScheduleMany(db, inserts, payloads));
+  }
+
+  /**
+   * Makes the table match the app's list of periodic jobs: inserts missing schedules,
+   * updates changed ones, and ends declared schedules that are no longer in the list.
+   * Schedules created at run time with `schedule` are never removed. Idempotent, and
+   * serialised by an advisory lock: any number of processes may reconcile the same
+   * list at once and leave exactly one live row per key. Workers given `schedules` call
+   * this at start. Runs in its own transaction, so it needs a pool or drizzle database.
+   *
+   * @example
+   * await punctual.reconcileSchedules([
+   *   { key: "expired-plans", task: checkExpiredPlans, payload: {}, rule: { every: "1h" } },
+   *   { key: "extract-todos", task: extractTodos, payload: {}, rule: { every: "10m" } },
+   * ]);
+   */
+  async reconcileSchedules(declared: readonly ScheduleSpec[], options: ExecutorOption = {}): Promise<ReconcileResult> {
+    const { inserts, payloads } = this.prepareSchedules(declared, true);
+    const result: ReconcileResult = { inserted: 0, updated: 0, unchanged: 0, removed: 0 };
+    await withTransaction(options.executor ?? this.executor, async (db) => {
+      await scheduleLockReconcile(db);
+      const rows = inserts.length ? await jobScheduleMany(db, inserts, payloads) : [];
+      for (const row of rows) result[row.outcome] += 1;
+      result.removed = (await jobRemoveUndeclared(db, inserts.map((s) => s.key))).length;
+    });
+    return result;
+  }
+
+  private prepareSchedules(specs: readonly ScheduleSpec[], declared: boolean) {
+    if (!Array.isArray(specs)) throw new ValidationError("schedules", "must be an array");
+    const single = specs.length === 1 && !declared;
+    const inserts: ScheduleInsert[] = [];
+    const payloads: string[] = [];
+    const keys = new Map<string, number>();
+    const now = new Date();
+    specs.forEach((spec, i) => {
+      const prefix = single ? "" : `schedules.${i}`;
+      const at = (field: string) => (prefix ? `${prefix}.${field}` : field);
+      const { task: taskRef, payload, rule: ruleInput, ...rest } = spec;
+      const parsed = scheduleOptionsSchema.safeParse(rest);
+      if (!parsed.success) throw zodError(prefix, parsed.error);
+      const opts = parsed.data;
+      if (keys.has(opts.key)) throw new ValidationError(at("key"), `"${opts.key}" appears twice (also schedules.${keys.get(opts.key)})`);
+      keys.set(opts.key, i);
+      const task = this.registry.resolve(taskRef, at("task"));
+      const ruleParsed = parseRule(ruleInput, at("rule"));
+      const rule = toRule(ruleParsed);
+      if (opts.startAt !== undefined && rule.kind !== "every") {
+        throw new ValidationError(at("startAt"), "applies to interval rules only; a cron rule's first slot comes from the rule");
+      }
+      payloads.push(payloadToJson(task, payload, at("payload")));
+      inserts.push({
+        key: opts.key,
+        task: task.name,
+        queue: opts.queue ?? task.queue ?? "default",
+        priority: opts.priority ?? task.priority ?? 0,
+        max_attempts: opts.maxAttempts ?? task.maxAttempts ?? 5,
+        declared,
+        slot_at: opts.startAt !== undefined ? new Date(opts.startAt) : firstSlot(rule, now),
+        ...ruleToColumns(ruleParsed),
+      });
+    });
+    return { inserts, payloads };
+  }
+
+  private scheduleResults(db: Queryable, rows: ScheduleRow[]): Promise<ScheduleResult[]> {
+    return Promise.all(
+      rows.map(async (row) => {
+        let { id, state, run_at: runAt, slot_at: slotAt } = row;
+        if (id === null) {
+          // Unchanged, but committed after the statement's snapshot: read it again.
+          const live = await jobGetLiveByKey(db, row.key);
+          if (!live) throw new Error(`punctual: the live job with key "${row.key}" vanished during schedule; retry`);
+          ({ id, state, run_at: runAt, slot_at: slotAt } = live as never);
+        }
+        return { id: Number(id), key: row.key, state: state!, runAt: runAt!, slotAt, outcome: row.outcome };
+      }),
+    );
+  }
+
+  /**
    * Reads a job: by key (the live job, else the most recent finished one) or by id.
    *
    * @example
@@ -234,6 +403,11 @@ export class Client {
 /** Creates a `Client`. */
 export function createClient(options: ClientOptions = {}): Client {
   return new Client(options);
+}
+
+/** A new schedule's first slot: the rule's next slot, or one interval from now. */
+function firstSlot(rule: Rule, now: Date): Date {
+  return rule.kind === "every" ? new Date(now.getTime() + rule.everyMs) : nextRunAt(rule, now);
 }
 
 function resolveRunAt(runAt: Date | string | undefined, delayMs: number | undefined): Date | null {

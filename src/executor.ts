@@ -61,3 +61,30 @@ function toDrizzleSql(text: string, values: readonly unknown[]): SQL {
   });
   return sql.join(chunks);
 }
+
+/**
+ * Runs `work` in a transaction of its own. Only for executors that can open one without
+ * touching a caller's transaction: a pg Pool (a fresh connection) or a drizzle
+ * database (its `transaction`; inside a drizzle transaction, a savepoint).
+ */
+export async function withTransaction<T>(executor: Executor | undefined, work: (db: Queryable) => Promise<T>): Promise<T> {
+  if (executor instanceof pg.Pool) {
+    const client = await executor.connect();
+    try {
+      await client.query("begin");
+      const result = await work(toQueryable(client));
+      await client.query("commit");
+      return result;
+    } catch (error) {
+      await client.query("rollback").catch(() => {});
+      throw error;
+    } finally {
+      client.release();
+    }
+  }
+  const drizzleDb = executor as { transaction?: (fn: (tx: DrizzleExecutor) => Promise<T>) => Promise<T> } | undefined;
+  if (drizzleDb && typeof drizzleDb.transaction === "function" && typeof (executor as DrizzleExecutor).execute === "function") {
+    return drizzleDb.transaction((tx) => work(toQueryable(tx)));
+  }
+  throw new ValidationError("executor", "this call runs its own transaction: give a pg Pool or a drizzle database");
+}

@@ -7,7 +7,14 @@ export type {
   JobOptions,
   JobSpec,
   OnConflict,
+  ReconcileResult,
+  ScheduleOptions,
+  ScheduleResult,
+  ScheduleSpec,
 } from "./client.js";
+export { upcomingSlots } from "./schedule/next.js";
+export { MISSED_ALL_LIMIT, EVERY_MIN_MS, EVERY_MAX_MS } from "./schedule/rule.js";
+export type { MissedPolicy, ScheduleRule } from "./schedule/rule.js";
 export { createWorker, Worker } from "./worker/worker.js";
 export type { JobEvent, WorkerEvents, WorkerOptions } from "./worker/worker.js";
 export type { BackoffOptions } from "./worker/backoff.js";

@@ -16,6 +16,10 @@ export interface JobContext {
     attempt: number;
     maxAttempts: number;
     runAt: Date;
+    /** For a periodic job, the slot this occurrence stands for (run_at moves on retry; this does not). */
+    slot: Date | null;
+    /** True when this occurrence's next slot has already come: it runs for a missed slot. */
+    late: boolean;
   };
   /** Fires when the worker stops past its drain timeout (and, later, on cancel or lost lease). */
   signal: AbortSignal;
@@ -119,6 +123,10 @@ export class TaskRegistry {
 
   get(name: string): AnyTask | undefined {
     return this.byName.get(name);
+  }
+
+  all(): AnyTask[] {
+    return [...this.byName.values()];
   }
 
   names(): string[] {

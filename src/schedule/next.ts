@@ -10,7 +10,27 @@
  */
 import { CronExpressionParser } from "cron-parser";
 import { DateTime } from "luxon";
-import { MISSED_ALL_LIMIT, type MissedPolicy, type Rule } from "./rule.js";
+import { MISSED_ALL_LIMIT, parseRule, toRule, type MissedPolicy, type Rule, type ScheduleRule } from "./rule.js";
+
+/**
+ * The next `count` slots of a rule after `after`: what a schedule would do, without a
+ * database. Throws a `ValidationError` for an invalid rule.
+ *
+ * @example
+ * upcomingSlots({ cron: "0 8 * * *", tz: "Europe/Paris" }, new Date(), 3);
+ */
+export function upcomingSlots(rule: ScheduleRule, after: Date, count: number): Date[] {
+  const parsed = toRule(parseRule(rule));
+  const slots: Date[] = [];
+  let cursor = after;
+  let anchor: Date | null = parsed.kind === "every" && !parsed.fixedDelay ? new Date(after.getTime() + parsed.everyMs) : null;
+  for (let i = 0; i < count; i++) {
+    cursor = i === 0 && anchor ? anchor : nextRunAt(parsed, cursor, anchor);
+    anchor = anchor && cursor;
+    slots.push(cursor);
+  }
+  return slots;
+}
 
 /**
  * The first slot of `rule` strictly after `after`. For a fixed-rate interval, slots lie

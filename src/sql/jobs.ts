@@ -5,6 +5,7 @@
 import type { Queryable } from "../executor.js";
 import { JOB_COLUMNS } from "../job.js";
 import { PRIORITY_MAX, PRIORITY_MIN, type JobState } from "../schema.js";
+import type { MissedPolicy } from "../schedule/rule.js";
 
 /** One job for `jobEnqueueMany`, in the column names of `punctual.enqueue_many`. */
 export interface JobInsert {
@@ -52,7 +53,7 @@ export async function jobEnqueueMany(
 /** The live (pending or running) job with a key, if any. */
 export async function jobGetLiveByKey(db: Queryable, key: string) {
   const rows = await db.query(
-    `select ${JOB_COLUMNS} from punctual.jobs where key = $1 and state in ('pending', 'running')`,
+    `select ${JOB_COLUMNS}, slot_at from punctual.jobs where key = $1 and state in ('pending', 'running')`,
     [key],
   );
   return rows[0];
@@ -100,6 +101,13 @@ export interface ClaimedRow {
   run_at: Date;
   attempts: number;
   max_attempts: number;
+  // The periodic rule (all null / false / 'once' for a one-off job) and its slot.
+  cron: string | null;
+  tz: string | null;
+  every_ms: string | null;
+  fixed_delay: boolean;
+  missed: MissedPolicy;
+  slot_at: Date | null;
 }
 
 /**
@@ -136,29 +144,77 @@ export async function jobClaim(
        limit $4
      ) as claimed
      where j.id = claimed.id
-     returning j.id, j.task, j.queue, j.payload, j.key, j.priority, j.run_at, j.attempts, j.max_attempts`,
+     returning j.id, j.task, j.queue, j.payload, j.key, j.priority, j.run_at, j.attempts, j.max_attempts,
+               j.cron, j.tz, j.every_ms, j.fixed_delay, j.missed, j.slot_at`,
     [params.workerId, params.queues, params.tasks, params.limit, params.leaseMs],
   );
 }
 
 /**
- * Records successes. Fenced on the lease: only jobs still running under `workerId`
- * change, so a worker whose lease was taken over cannot overwrite the new owner's
- * outcome. Returns the ids that were recorded.
+ * What a worker knows of a periodic occurrence when it records the outcome: the next
+ * slot it computed, and the rule it computed it from.
  */
-export async function jobCompleteMany(db: Queryable, workerId: string, ids: readonly number[]) {
+export interface NextOccurrence {
+  next_slot: Date | null;
+  cron: string | null;
+  tz: string | null;
+  every_ms: string | null;
+  fixed_delay: boolean;
+}
+
+/**
+ * Inserts the next occurrence of each finished periodic row in `finished` (a CTE that
+ * returns finished rows plus the worker's NextOccurrence fields), in the statement that
+ * records the outcome: a schedule always has exactly one live row, and no crash can
+ * fall between the two writes. When the rule changed while the occurrence ran (a
+ * `schedule` call), the worker's slot is stale: the next row is then due now without a
+ * slot, and the worker that claims it places it on the new rule's first slot.
+ */
+const INSERT_NEXT_OCCURRENCE = (finished: string) => `
+  insert into punctual.jobs (task, payload, queue, key, priority, max_attempts, cron, tz, every_ms,
+                             fixed_delay, missed, declared, slot_at, run_at)
+  select f.task, f.payload, f.queue, f.key, f.priority, f.max_attempts, f.cron, f.tz, f.every_ms,
+         f.fixed_delay, f.missed, f.declared,
+         case when f.rule_unchanged then f.next_slot end,
+         case when f.rule_unchanged and f.next_slot is not null then f.next_slot else now() end
+  from ${finished} as f
+  where (f.cron is not null or f.every_ms is not null) and f.cancel_requested_at is null
+    -- No slot under an unchanged rule: the worker found the rule unusable; the schedule ends.
+    and (f.next_slot is not null or not f.rule_unchanged)`;
+
+const OUTCOME_INPUT = `jsonb_to_recordset($2::jsonb) as i(id bigint, next_slot timestamptz, cron text, tz text,
+  every_ms bigint, fixed_delay boolean`;
+
+const RULE_UNCHANGED = `(j.cron, j.tz, j.every_ms, j.fixed_delay)
+  is not distinct from (i.cron, i.tz, i.every_ms, i.fixed_delay) as rule_unchanged`;
+
+/**
+ * Records successes, and inserts the next occurrence of periodic jobs. Fenced on the
+ * lease: only jobs still running under `workerId` change, so a worker whose lease was
+ * taken over cannot overwrite the new owner's outcome. Returns the recorded ids.
+ */
+export async function jobCompleteMany(
+  db: Queryable,
+  workerId: string,
+  jobs: readonly ({ id: number } & NextOccurrence)[],
+) {
   const rows = await db.query<{ id: string }>(
-    `update punctual.jobs
-     set state = 'succeeded', finished_at = now(), locked_by = null, locked_until = null, updated_at = now()
-     where id = any($2::bigint[]) and state = 'running' and locked_by = $1
-     returning id`,
-    [workerId, ids],
+    `with done as (
+       update punctual.jobs as j
+       set state = 'succeeded', finished_at = now(), locked_by = null, locked_until = null, updated_at = now()
+       from ${OUTCOME_INPUT})
+       where j.id = i.id and j.state = 'running' and j.locked_by = $1
+       returning j.*, i.next_slot, ${RULE_UNCHANGED}
+     ),
+     next as (${INSERT_NEXT_OCCURRENCE("done")})
+     select id from done`,
+    [workerId, JSON.stringify(jobs)],
   );
   return rows.map((r) => Number(r.id));
 }
 
 /** One failed attempt for `jobFailMany`. */
-export interface JobFailure {
+export interface JobFailure extends NextOccurrence {
   id: number;
   message: string;
   stack: string | null;
@@ -170,29 +226,51 @@ export interface JobFailure {
 
 /**
  * Records failed attempts, fenced like `jobCompleteMany`. A job with attempts left
- * (and no cancel request) goes back to pending at now + its delay; otherwise it ends
- * `failed`, or `cancelled` when a cancel was requested while it ran. The last error
- * is kept on the row either way.
+ * (and no cancel request) goes back to pending at now + its delay, keeping its slot;
+ * otherwise it ends `failed`, or `cancelled` when a cancel was requested while it ran.
+ * A periodic job that ends `failed` gets its next occurrence, as on success. The last
+ * error is kept on the row either way.
  */
 export async function jobFailMany(db: Queryable, workerId: string, failures: readonly JobFailure[]) {
   return db.query<{ id: string; state: JobState; run_at: Date }>(
-    `update punctual.jobs as j
-     set state = case
-           when j.cancel_requested_at is not null then 'cancelled'::punctual.job_state
-           when f.retryable and j.attempts < j.max_attempts then 'pending'::punctual.job_state
-           else 'failed'::punctual.job_state end,
-         run_at = case when f.retryable and j.attempts < j.max_attempts and j.cancel_requested_at is null
-           then now() + f.retry_delay_ms * interval '1 millisecond' else j.run_at end,
-         finished_at = case when f.retryable and j.attempts < j.max_attempts and j.cancel_requested_at is null
-           then null else now() end,
-         last_error = f.message, last_error_stack = f.stack,
-         locked_by = null, locked_until = null, updated_at = now()
-     from jsonb_to_recordset($2::jsonb)
-       as f(id bigint, message text, stack text, retry_delay_ms integer, retryable boolean)
-     where j.id = f.id and j.state = 'running' and j.locked_by = $1
-     returning j.id, j.state, j.run_at`,
+    `with failed as (
+       update punctual.jobs as j
+       set state = case
+             when j.cancel_requested_at is not null then 'cancelled'::punctual.job_state
+             when i.retryable and j.attempts < j.max_attempts then 'pending'::punctual.job_state
+             else 'failed'::punctual.job_state end,
+           run_at = case when i.retryable and j.attempts < j.max_attempts and j.cancel_requested_at is null
+             then now() + i.retry_delay_ms * interval '1 millisecond' else j.run_at end,
+           finished_at = case when i.retryable and j.attempts < j.max_attempts and j.cancel_requested_at is null
+             then null else now() end,
+           last_error = i.message, last_error_stack = i.stack,
+           locked_by = null, locked_until = null, updated_at = now()
+       from ${OUTCOME_INPUT}, message text, stack text, retry_delay_ms integer, retryable boolean)
+       where j.id = i.id and j.state = 'running' and j.locked_by = $1
+       returning j.*, i.next_slot, ${RULE_UNCHANGED}
+     ),
+     next as (${INSERT_NEXT_OCCURRENCE("(select * from failed where state = 'failed')")})
+     select id, state, run_at from failed`,
     [workerId, JSON.stringify(failures)],
   );
+}
+
+/**
+ * Puts claimed periodic rows back to pending on a slot without running them: a row
+ * written by SQL (no slot yet), or a missed occurrence under the `skip` policy. The
+ * claim's attempt is given back. Fenced like `jobCompleteMany`.
+ */
+export async function jobPlaceMany(db: Queryable, workerId: string, placements: readonly { id: number; slot: Date }[]) {
+  const rows = await db.query<{ id: string }>(
+    `update punctual.jobs as j
+     set state = 'pending', slot_at = p.slot, run_at = p.slot, attempts = greatest(j.attempts - 1, 0),
+         locked_by = null, locked_until = null, started_at = null, updated_at = now()
+     from jsonb_to_recordset($2::jsonb) as p(id bigint, slot timestamptz)
+     where j.id = p.id and j.state = 'running' and j.locked_by = $1
+     returning j.id`,
+    [workerId, JSON.stringify(placements)],
+  );
+  return rows.map((r) => Number(r.id));
 }
 
 /**

@@ -1,13 +1,13 @@
 import type { Queryable } from "../executor.js";
 import type { JobState } from "../schema.js";
-import { jobCompleteMany, jobFailMany, type JobFailure } from "../sql/jobs.js";
+import { jobCompleteMany, jobFailMany, jobPlaceMany, type JobFailure, type NextOccurrence } from "../sql/jobs.js";
 
 /** What became of a recorded outcome: the job's new state, or `lost` when fenced out. */
 export type RecordedState = JobState | "lost";
 
-type Pending =
-  | { kind: "success"; id: number; resolve: (state: RecordedState) => void }
-  | { kind: "failure"; failure: JobFailure; resolve: (state: RecordedState) => void };
+type Resolve = (state: RecordedState) => void;
+type Success = { id: number } & NextOccurrence;
+type Placement = { id: number; slot: Date };
 
 /**
  * Collects job outcomes and writes them in batches: while one batch is being written,
@@ -16,7 +16,9 @@ type Pending =
  * with the same outcomes; none is dropped.
  */
 export class OutcomeBatcher {
-  private queue: Pending[] = [];
+  private successes: [Success, Resolve][] = [];
+  private failures: [JobFailure, Resolve][] = [];
+  private placements: [Placement, Resolve][] = [];
   private flushing: Promise<void> | null = null;
 
   constructor(
@@ -26,14 +28,19 @@ export class OutcomeBatcher {
     private readonly retryDelayMs = 1000,
   ) {}
 
-  /** Records a success; resolves once it is written. */
-  success(id: number): Promise<RecordedState> {
-    return new Promise((resolve) => this.push({ kind: "success", id, resolve }));
+  /** Records a success; resolves with `succeeded` once written. */
+  success(success: Success): Promise<RecordedState> {
+    return new Promise((resolve) => this.push(this.successes, [success, resolve]));
   }
 
   /** Records a failed attempt; resolves with the state the job went to. */
   failure(failure: JobFailure): Promise<RecordedState> {
-    return new Promise((resolve) => this.push({ kind: "failure", failure, resolve }));
+    return new Promise((resolve) => this.push(this.failures, [failure, resolve]));
+  }
+
+  /** Puts a claimed periodic row back on a slot without running it. */
+  place(placement: Placement): Promise<RecordedState> {
+    return new Promise((resolve) => this.push(this.placements, [placement, resolve]));
   }
 
   /** Resolves when everything recorded so far is written. */
@@ -41,8 +48,8 @@ export class OutcomeBatcher {
     while (this.flushing) await this.flushing;
   }
 
-  private push(item: Pending) {
-    this.queue.push(item);
+  private push<T>(queue: [T, Resolve][], item: [T, Resolve]) {
+    queue.push(item);
     this.flushing ??= this.flush().finally(() => {
       this.flushing = null;
     });
@@ -51,29 +58,38 @@ export class OutcomeBatcher {
   private async flush() {
     // Yield once so that outcomes finishing in the same tick share the first batch.
     await new Promise((resolve) => setImmediate(resolve));
-    while (this.queue.length > 0) {
-      const batch = this.queue;
-      this.queue = [];
+    while (this.successes.length + this.failures.length + this.placements.length > 0) {
+      const batch = { successes: this.successes, failures: this.failures, placements: this.placements };
+      this.successes = [];
+      this.failures = [];
+      this.placements = [];
       try {
         await this.write(batch);
       } catch (error) {
         this.onError(error);
-        this.queue = batch.concat(this.queue);
+        this.successes.unshift(...batch.successes);
+        this.failures.unshift(...batch.failures);
+        this.placements.unshift(...batch.placements);
         await new Promise((resolve) => setTimeout(resolve, this.retryDelayMs));
       }
     }
   }
 
-  private async write(batch: Pending[]) {
-    const successes = batch.filter((p) => p.kind === "success");
-    const failures = batch.filter((p) => p.kind === "failure");
-    const [done, failed] = await Promise.all([
-      successes.length ? jobCompleteMany(this.db, this.workerId, successes.map((s) => s.id)) : [],
-      failures.length ? jobFailMany(this.db, this.workerId, failures.map((f) => f.failure)) : [],
+  private async write({ successes, failures, placements }: {
+    successes: [Success, Resolve][];
+    failures: [JobFailure, Resolve][];
+    placements: [Placement, Resolve][];
+  }) {
+    const [done, failed, placed] = await Promise.all([
+      successes.length ? jobCompleteMany(this.db, this.workerId, successes.map(([s]) => s)) : [],
+      failures.length ? jobFailMany(this.db, this.workerId, failures.map(([f]) => f)) : [],
+      placements.length ? jobPlaceMany(this.db, this.workerId, placements.map(([p]) => p)) : [],
     ]);
     const succeeded = new Set(done);
     const failedState = new Map(failed.map((row) => [Number(row.id), row.state]));
-    for (const s of successes) s.resolve(succeeded.has(s.id) ? "succeeded" : "lost");
-    for (const f of failures) f.resolve(failedState.get(f.failure.id) ?? "lost");
+    const wasPlaced = new Set(placed);
+    for (const [s, resolve] of successes) resolve(succeeded.has(s.id) ? "succeeded" : "lost");
+    for (const [f, resolve] of failures) resolve(failedState.get(f.id) ?? "lost");
+    for (const [p, resolve] of placements) resolve(wasPlaced.has(p.id) ? "pending" : "lost");
   }
 }

@@ -3,12 +3,15 @@ import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
 import pg from "pg";
 import { z } from "zod";
+import { createClient, type ScheduleSpec } from "../client.js";
 import { toQueryable, type Queryable } from "../executor.js";
 import { ValidationError } from "../errors.js";
 import { createLogger, type Logger } from "../logger.js";
 import { jobClaim, jobReleaseMany, type ClaimedRow } from "../sql/jobs.js";
 import { TaskRegistry, zodError, type AnyTask, type JobContext } from "../tasks.js";
 import { retryDelayMs, type BackoffOptions } from "./backoff.js";
+import { isMissed, nextOccurrence, nextRunAt } from "../schedule/next.js";
+import { ruleFromColumns, type Rule } from "../schedule/rule.js";
 import { OutcomeBatcher, type RecordedState } from "./outcome-batcher.js";
 
 export interface WorkerOptions {
@@ -32,6 +35,11 @@ export interface WorkerOptions {
   logger?: Logger;
   /** Stored in `locked_by`. Default `hostname:pid:random`. */
   workerId?: string;
+  /**
+   * The app's declared periodic jobs. `start` reconciles them (see
+   * `Client.reconcileSchedules`): every worker may do so at once, safely.
+   */
+  schedules?: readonly ScheduleSpec[];
 }
 
 /** A job as events report it. */
@@ -54,6 +62,8 @@ export interface WorkerEvents {
   "job:retried": [JobEvent, { error: Error; runAt: Date }];
   /** A job ended `failed` (or `cancelled`, when a cancel was requested while it ran). */
   "job:failed": [JobEvent, { error: Error; state: "failed" | "cancelled" }];
+  /** A missed periodic occurrence was not run (policy `skip`); the schedule moved to `next`. */
+  "job:skipped": [JobEvent, { slot: Date; next: Date }];
   /** The outcome was not recorded: the job no longer runs under this worker's lease. */
   "job:lost": [JobEvent];
   /** A claim finished: how many jobs it took and how many slots were free. */
@@ -105,6 +115,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
   /** Wakes the claim loop from its wait; set only while it waits. */
   private wake: (() => void) | null = null;
   private waitingForSlot = false;
+  private readonly schedules: readonly ScheduleSpec[] | undefined;
 
   constructor(options: WorkerOptions) {
     super();
@@ -130,12 +141,18 @@ export class Worker extends EventEmitter<WorkerEvents> {
     this.id = options.workerId ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
     this.logger = (options.logger ?? createLogger()).child({ worker: this.id });
     this.backoff = options.backoff ?? {};
+    this.schedules = options.schedules;
     this.outcomes = new OutcomeBatcher(this.db, this.id, (error) => this.reportError(error));
   }
 
   /** Starts claiming. Resolves at once; the worker runs until `stop`. */
   async start(): Promise<void> {
     if (this.loop) return;
+    if (this.schedules) {
+      const client = createClient({ executor: this.pool, tasks: this.registry.all() });
+      const counts = await client.reconcileSchedules(this.schedules);
+      this.logger.info(counts, "declared schedules reconciled");
+    }
     this.logger.info(
       { queues: this.options.queues, tasks: this.registry.names(), concurrency: this.options.concurrency },
       "worker started",
@@ -257,37 +274,72 @@ export class Worker extends EventEmitter<WorkerEvents> {
   private async runJob(row: ClaimedRow, job: JobEvent, entry: Running): Promise<void> {
     const task = this.registry.get(row.task)!; // the claim only returns tasks we know
     const logger = this.logger.child({ job: job.id, task: job.task });
-    this.emit("job:claimed", job);
+    const rule = ruleFromColumns(row);
+    const fingerprint = { cron: row.cron, tz: row.tz, every_ms: row.every_ms, fixed_delay: row.fixed_delay };
     let failure: { error: Error; retryable: boolean } | null = null;
-    const parsed = task.payload.safeParse(row.payload);
-    if (!parsed.success) {
-      // Written by SQL with a payload that fails the schema: no retry can fix that.
-      const error = zodError("payload", parsed.error);
-      failure = { error: new ValidationError(error.field, `does not match task "${task.name}": ${error.message}`), retryable: false };
-    } else {
-      const ctx: JobContext = {
-        job: {
-          id: job.id,
-          task: job.task,
-          queue: job.queue,
-          key: job.key,
-          priority: row.priority,
-          attempt: job.attempt,
-          maxAttempts: job.maxAttempts,
-          runAt: row.run_at,
-        },
-        signal: entry.controller.signal,
-        logger,
-      };
+    let late = false;
+    if (rule) {
+      // A periodic row: place it first when it has no slot yet (written by SQL), or when
+      // the skip policy says a missed occurrence does not run.
       try {
-        await task.run(parsed.data, ctx);
-      } catch (thrown) {
-        failure = { error: toError(thrown), retryable: true };
+        const now = new Date();
+        late = isMissed(rule, row.slot_at, now);
+        const placeAt = !row.slot_at
+          ? nextRunAt(rule, now)
+          : late && row.missed === "skip"
+            ? nextOccurrence(rule, "skip", row.slot_at, now)
+            : null;
+        if (placeAt) {
+          const state = await this.outcomes.place({ id: job.id, slot: placeAt });
+          if (state === "lost") this.emit("job:lost", job);
+          else if (row.slot_at) {
+            logger.warn({ slot: row.slot_at, next: placeAt }, "missed occurrence skipped");
+            this.emit("job:skipped", job, { slot: row.slot_at, next: placeAt });
+          } else {
+            logger.info({ slot: placeAt }, "schedule placed on its first slot");
+          }
+          return;
+        }
+      } catch (error) {
+        // Only a rule written by SQL can be invalid (the client validates): fail clearly.
+        failure = { error: new ValidationError("rule", `cannot be evaluated: ${toError(error).message}`), retryable: false };
+      }
+    }
+    if (!failure) {
+      this.emit("job:claimed", job);
+      const parsed = task.payload.safeParse(row.payload);
+      if (!parsed.success) {
+        // Written by SQL with a payload that fails the schema: no retry can fix that.
+        const error = zodError("payload", parsed.error);
+        failure = { error: new ValidationError(error.field, `does not match task "${task.name}": ${error.message}`), retryable: false };
+      } else {
+        const ctx: JobContext = {
+          job: {
+            id: job.id,
+            task: job.task,
+            queue: job.queue,
+            key: job.key,
+            priority: row.priority,
+            attempt: job.attempt,
+            maxAttempts: job.maxAttempts,
+            runAt: row.run_at,
+            slot: row.slot_at,
+            late,
+          },
+          signal: entry.controller.signal,
+          logger,
+        };
+        try {
+          await task.run(parsed.data, ctx);
+        } catch (thrown) {
+          failure = { error: toError(thrown), retryable: true };
+        }
       }
     }
     if (entry.released) return;
+    const next = { next_slot: this.nextSlot(rule, row, failure), ...fingerprint };
     if (!failure) {
-      this.report(job, await this.outcomes.success(job.id), null, logger);
+      this.report(job, await this.outcomes.success({ id: job.id, ...next }), null, logger);
       return;
     }
     const delay = retryDelayMs(job.attempt, task.backoff ?? this.backoff);
@@ -297,8 +349,18 @@ export class Worker extends EventEmitter<WorkerEvents> {
       stack: failure.error.stack ?? null,
       retry_delay_ms: delay,
       retryable: failure.retryable,
+      ...next,
     });
     this.report(job, state, { error: failure.error, runAt: new Date(Date.now() + delay) }, logger);
+  }
+
+  /**
+   * The slot of the occurrence after this one, computed now, as the outcome is
+   * recorded (the statement only uses it when the job finished for good).
+   */
+  private nextSlot(rule: Rule | null, row: ClaimedRow, failure: { error: Error } | null): Date | null {
+    if (!rule || failure?.error instanceof ValidationError && failure.error.field === "rule") return null;
+    return nextOccurrence(rule, row.missed, row.slot_at, new Date());
   }
 
   private report(job: JobEvent, state: RecordedState, failed: { error: Error; runAt: Date } | null, logger: Logger) {

@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { afterEach, describe, expect, it } from "vitest";
 import { migrate } from "../../src/index.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
@@ -9,11 +10,19 @@ afterEach(async () => {
   db = undefined;
 });
 
+const journal = JSON.parse(readFileSync(new URL("../../drizzle/meta/_journal.json", import.meta.url), "utf8"));
+const EXPECTED = {
+  migrations: journal.entries.length,
+  tables: ["jobs", "migrations"],
+  functions: ["enqueue", "enqueue_many", "schedule", "schedule_many"],
+};
+
 async function schemaState(database: TestDatabase) {
   const { rows } = await database.pool.query(`
     select (select count(*) from punctual.migrations)::int as migrations,
-           (select count(*) from pg_tables where schemaname = 'punctual')::int as tables,
-           (select count(*) from pg_proc p join pg_namespace n on n.oid = p.pronamespace where n.nspname = 'punctual')::int as functions`);
+           (select array_agg(tablename::text order by tablename) from pg_tables where schemaname = 'punctual') as tables,
+           (select array_agg(proname::text order by proname) from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+             where n.nspname = 'punctual') as functions`);
   return rows[0];
 }
 
@@ -22,7 +31,7 @@ describe("migrate", () => {
     db = await createTestDatabase({ migrated: false });
     await migrate(db.url);
     const first = await schemaState(db);
-    expect(first).toEqual({ migrations: 2, tables: 2, functions: 2 }); // jobs + migrations table
+    expect(first).toEqual(EXPECTED);
     await migrate(db.pool);
     expect(await schemaState(db)).toEqual(first);
   });
@@ -31,7 +40,7 @@ describe("migrate", () => {
     db = await createTestDatabase({ migrated: false });
     const children = [0, 1].map(() => forkFixture("migrate-process.ts", { DATABASE_URL: db!.url }));
     expect(await Promise.all(children.map(exited))).toEqual([0, 0]);
-    expect(await schemaState(db)).toEqual({ migrations: 2, tables: 2, functions: 2 });
+    expect(await schemaState(db)).toEqual(EXPECTED);
   });
 
   it("keeps its bookkeeping in punctual.migrations, apart from the app's drizzle migrations", async () => {
