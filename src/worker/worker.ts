@@ -62,6 +62,8 @@ export interface WorkerEvents {
   "job:retried": [JobEvent, { error: Error; runAt: Date }];
   /** A job ended `failed` (or `cancelled`, when a cancel was requested while it ran). */
   "job:failed": [JobEvent, { error: Error; state: "failed" | "cancelled" }];
+  /** A periodic row written without a slot (by SQL, or after a rule change) was placed on its first slot. */
+  "job:placed": [JobEvent, { slot: Date }];
   /** A missed periodic occurrence was not run (policy `skip`); the schedule moved to `next`. */
   "job:skipped": [JobEvent, { slot: Date; next: Date }];
   /** The outcome was not recorded: the job no longer runs under this worker's lease. */
@@ -297,6 +299,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
             this.emit("job:skipped", job, { slot: row.slot_at, next: placeAt });
           } else {
             logger.info({ slot: placeAt }, "schedule placed on its first slot");
+            this.emit("job:placed", job, { slot: placeAt });
           }
           return;
         }
