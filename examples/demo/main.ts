@@ -8,7 +8,7 @@ import pg from "pg";
 import { createClient, createLogger, createWorker, migrate } from "../../src/index.js";
 import { startDevDatabase } from "../../dev/database.js";
 import { enqueueDemoJobs } from "./produce.js";
-import { demoTasks } from "./tasks.js";
+import { demoSchedules, demoTasks } from "./tasks.js";
 
 const exitWhenDone = process.argv.includes("--exit-when-done");
 const logger = createLogger("demo");
@@ -23,23 +23,30 @@ logger.info({ source: database.source }, "database ready");
 await migrate(database.url);
 
 const pool = new pg.Pool({ connectionString: database.url, max: 6 });
-const worker = createWorker({ pool, tasks: demoTasks, logger, pollIntervalMs: 100 });
+const worker = createWorker({ pool, tasks: demoTasks, schedules: demoSchedules, logger, pollIntervalMs: 100 });
 await worker.start();
 
 const punctual = createClient({ executor: pool });
-const ids = new Set(await enqueueDemoJobs(punctual, logger));
+// Listen before enqueueing: a job can finish before enqueueDemoJobs returns.
+const finishedJobs = new Set<number>();
+let onFinished = () => {};
+const done = (job: { id: number }) => {
+  finishedJobs.add(job.id);
+  onFinished();
+};
+worker.on("job:succeeded", done);
+worker.on("job:failed", done);
+const finishedIds = await enqueueDemoJobs(punctual, logger);
 const finished = new Promise<void>((resolve) => {
-  const done = (job: { id: number }) => {
-    ids.delete(job.id);
-    if (ids.size === 0) resolve();
-  };
-  worker.on("job:succeeded", done);
-  worker.on("job:failed", done);
+  onFinished = () => finishedIds.every((id) => finishedJobs.has(id)) && resolve();
+  onFinished();
 });
 
 await finished;
 const { rows } = await pool.query(
-  `select id, task, key, state, attempts, last_error from punctual.jobs order by id desc limit 7`,
+  `select id, task, key, state, attempts, run_at, last_error from punctual.jobs
+   where id = any($1) or state = 'pending' order by id`,
+  [finishedIds],
 );
 logger.info("all demo jobs finished; the table says:");
 console.table(rows);

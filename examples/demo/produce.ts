@@ -5,7 +5,7 @@
 import { pathToFileURL } from "node:url";
 import pg from "pg";
 import { createClient, createLogger, type Client, type Logger } from "../../src/index.js";
-import { checkExpiredTrials, deliverWebhook, extractTodos, sendNotification } from "./tasks.js";
+import { checkExpiredTrials, deliverWebhook, extractTodos, sendNotification, sendTodoEmail } from "./tasks.js";
 
 /** Enqueues the demo jobs; returns the ids of the jobs that should end up finished. */
 export async function enqueueDemoJobs(punctual: Client, logger: Logger): Promise<number[]> {
@@ -33,6 +33,25 @@ export async function enqueueDemoJobs(punctual: Client, logger: Logger): Promise
   // Another one that the user cancels before it is due.
   await punctual.enqueue(sendNotification, { userId: "43", message: "Reminder" }, { key: "notify:43", delay: "1m" });
   logger.info({ cancelled: await punctual.cancel("notify:43") }, "notify:43 scheduled, then cancelled");
+
+  // "Every day at 08:00 in each user's own time zone, email their to-do list": one
+  // schedule per user, created in one statement.
+  const users = [
+    { id: 42, timeZone: "Europe/Paris" },
+    { id: 43, timeZone: "America/New_York" },
+    { id: 44, timeZone: "Asia/Tokyo" },
+  ];
+  const schedules = await punctual.scheduleMany(
+    users.map((user) => ({
+      key: `todo-email:${user.id}`,
+      task: sendTodoEmail,
+      payload: { userId: user.id },
+      rule: { cron: "0 8 * * *", tz: user.timeZone },
+    })),
+  );
+  for (const [i, s] of schedules.entries()) {
+    logger.info({ key: s.key, tz: users[i]!.timeZone, nextRun: s.slotAt, outcome: s.outcome }, "daily to-do email scheduled");
+  }
 
   // A job at an exact instant, and one that fails once before it succeeds.
   const trials = await punctual.enqueue(checkExpiredTrials, {}, { runAt: new Date(Date.now() + 1500) });

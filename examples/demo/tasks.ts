@@ -25,12 +25,21 @@ export const extractTodos = defineTask({
   },
 });
 
-/** "Every hour, re-check expired trials" (a one-off run here; periodic rules come next). */
+/** "Every hour, re-check expired trials": declared as a schedule in main.ts (every 5 s there). */
 export const checkExpiredTrials = defineTask({
   name: "check-expired-trials",
   payload: z.object({}),
   run: (_payload, { logger }) => {
     logger.info({ expired: 0 }, "trials checked");
+  },
+});
+
+/** "Every day at 08:00 in each user's own time zone, email their to-do list." */
+export const sendTodoEmail = defineTask({
+  name: "send-todo-email",
+  payload: z.object({ userId: z.number().int() }),
+  run: ({ userId }, { job, logger }) => {
+    logger.info({ userId, slot: job.slot, late: job.late }, "to-do email sent");
   },
 });
 
@@ -46,4 +55,9 @@ export const deliverWebhook = defineTask({
   },
 });
 
-export const demoTasks = [sendNotification, extractTodos, checkExpiredTrials, deliverWebhook];
+export const demoTasks = [sendNotification, extractTodos, checkExpiredTrials, sendTodoEmail, deliverWebhook];
+
+/** The demo's declared periodic jobs: every worker reconciles them at start. */
+export const demoSchedules = [
+  { key: "check-expired-trials", task: checkExpiredTrials, payload: {}, rule: { every: "5s" } },
+];

@@ -8,8 +8,8 @@
  * - a wall-clock time that happens twice (fall back) runs once, at its first
  *   occurrence.
  */
-import { CronExpressionParser } from "cron-parser";
-import { DateTime } from "luxon";
+import { CronExpressionParser, type CronExpression } from "cron-parser";
+import { DateTime, IANAZone } from "luxon";
 import { MISSED_ALL_LIMIT, parseRule, toRule, type MissedPolicy, type Rule, type ScheduleRule } from "./rule.js";
 
 /**
@@ -45,7 +45,7 @@ export function nextRunAt(rule: Rule, after: Date, anchor?: Date | null): Date {
     const steps = Math.floor((after.getTime() - start) / rule.everyMs) + 1;
     return new Date(start + steps * rule.everyMs);
   }
-  const iterator = CronExpressionParser.parse(rule.cron, { currentDate: new Date(toWall(after, rule.tz)), tz: "UTC" });
+  const iterator = cronAt(rule.cron, toWall(after, rule.tz));
   for (;;) {
     const instant = wallToInstant(iterator.next().toDate().getTime(), rule.tz);
     // A slot in a repeated hour, or several slots in a skipped one, can map to an
@@ -87,7 +87,7 @@ function nthSlotAtOrBefore(rule: Rule, at: Date, n: number, anchor: Date | null)
     return new Date(latest - (n - 1) * rule.everyMs);
   }
   // Start just after `at` so that a slot exactly at `at` counts.
-  const iterator = CronExpressionParser.parse(rule.cron, { currentDate: new Date(toWall(at, rule.tz) + 1), tz: "UTC" });
+  const iterator = cronAt(rule.cron, toWall(at, rule.tz) + 1);
   const seen = new Set<number>();
   let instant = at.getTime();
   while (seen.size < n) {
@@ -97,13 +97,33 @@ function nthSlotAtOrBefore(rule: Rule, at: Date, n: number, anchor: Date | null)
   return new Date(instant);
 }
 
+const parsedCron = new Map<string, CronExpression>();
+
+/**
+ * A cron iterator positioned at a wall-clock time. Parsing costs far more than
+ * iterating, and thousands of per-user schedules share a handful of expressions, so
+ * parsed expressions are kept (a bounded cache) and reset; callers use the iterator
+ * synchronously, so sharing one is safe.
+ */
+function cronAt(cron: string, wall: number): CronExpression {
+  let iterator = parsedCron.get(cron);
+  if (!iterator) {
+    if (parsedCron.size >= 1000) parsedCron.clear();
+    iterator = CronExpressionParser.parse(cron, { tz: "UTC" });
+    parsedCron.set(cron, iterator);
+  }
+  iterator.reset(new Date(wall));
+  return iterator;
+}
+
 /** The wall-clock time of an instant in `tz`, as milliseconds of a naive UTC date. */
 function toWall(instant: Date, tz: string): number {
   const local = DateTime.fromJSDate(instant, { zone: tz });
   return Date.UTC(local.year, local.month - 1, local.day, local.hour, local.minute, local.second, local.millisecond);
 }
 
-const offsetAt = (ms: number, tz: string) => DateTime.fromMillis(ms, { zone: tz }).offset;
+/** Offset of `tz` at an instant, in minutes. IANAZone caches its formatter per zone. */
+const offsetAt = (ms: number, tz: string) => IANAZone.create(tz).offset(ms);
 const MINUTE = 60_000;
 const HOURS_36 = 36 * 3_600_000;
 

@@ -52,12 +52,27 @@ const cronSchema = z
       ctx.addIssue({ code: "custom", message: `"${expression}" has ${fields} fields; a cron rule has 5, or 6 with seconds` });
       return;
     }
+    const error = cronError(expression);
+    if (error) ctx.addIssue({ code: "custom", message: `"${expression}" is not a valid cron expression: ${error}` });
+  });
+
+const cronErrors = new Map<string, string | null>();
+
+/** Why cron-parser refuses an expression, or null; remembered, as parsing is the costly part. */
+function cronError(expression: string): string | null {
+  let error = cronErrors.get(expression);
+  if (error === undefined) {
     try {
       CronExpressionParser.parse(expression, { tz: "UTC" });
-    } catch (error) {
-      ctx.addIssue({ code: "custom", message: `"${expression}" is not a valid cron expression: ${(error as Error).message}` });
+      error = null;
+    } catch (thrown) {
+      error = (thrown as Error).message;
     }
-  });
+    if (cronErrors.size >= 1000) cronErrors.clear();
+    cronErrors.set(expression, error);
+  }
+  return error;
+}
 
 const tzSchema = z
   .string()
