@@ -79,7 +79,9 @@ export function defineTask<S extends z.ZodType>(definition: TaskDefinition<S>): 
 /** Formats zod issues under a field prefix, naming the first failing path. */
 export function zodError(prefix: string, error: z.ZodError): ValidationError {
   const issue = error.issues[0]!;
-  const field = [prefix, ...issue.path.map(String)].filter(Boolean).join(".");
+  // An unknown option is named by itself, so a typo points at the typo.
+  const path = issue.code === "unrecognized_keys" ? [...issue.path, issue.keys[0]!] : issue.path;
+  const field = [prefix, ...path.map(String)].filter(Boolean).join(".");
   const more = error.issues.length > 1 ? ` (and ${error.issues.length - 1} more)` : "";
   return new ValidationError(field, issue.message + more);
 }

@@ -48,6 +48,27 @@ const cases: [string, () => Promise<unknown>, string, RegExp][] = [
   ["one key twice in a batch", () => punctual.enqueueMany([{ task: noop, payload: {}, key: "k" }, { task: noop, payload: {}, key: "k" }]), "jobs.1.key", /appears twice/],
   ["unknown task in a batch", () => punctual.enqueueMany([{ task: noop, payload: {} }, { task: "nope", payload: {} }]), "jobs.1.task", /unknown task/],
   ["something that is not an executor", () => punctual.enqueue(noop, {}, { executor: {} as never }), "executor", /pg Pool/],
+  ["an unknown option (a typo)", () => punctual.enqueue(noop, {}, { dealy: "5m" } as never), "dealy", /Unrecognized key/],
+  // schedules
+  ["invalid cron", () => punctual.schedule("s", noop, {}, { cron: "0 25 * * *" }), "rule.cron", /not a valid cron expression/],
+  ["cron with 4 fields", () => punctual.schedule("s", noop, {}, { cron: "0 8 * *" }), "rule.cron", /4 fields/],
+  ["unknown time zone", () => punctual.schedule("s", noop, {}, { cron: "0 8 * * *", tz: "Europe/Atlantis" }), "rule.tz", /IANA/],
+  ["non-positive interval", () => punctual.schedule("s", noop, {}, { every: 0 }), "rule.every", /at least 100 ms/],
+  ["absurd interval", () => punctual.schedule("s", noop, {}, { every: "5000d" }), "rule.every", /at most 366 days/],
+  ["unparseable interval", () => punctual.schedule("s", noop, {}, { every: "hourly" }), "rule.every", /"10s"/],
+  ["both cron and every", () => punctual.schedule("s", noop, {}, { cron: "0 8 * * *", every: "1h" } as never), "rule", /either cron/],
+  ["unknown missed policy", () => punctual.schedule("s", noop, {}, { every: "1h", missed: "later" as never }), "rule.missed", /once/],
+  ["schedule without a key", () => punctual.schedule(undefined as never, noop, {}, { every: "1h" }), "key", /needs a key/],
+  ["startAt with a cron rule", () => punctual.schedule("s", noop, {}, { cron: "0 8 * * *" }, { startAt: new Date() }), "startAt", /interval rules only/],
+  ["schedule payload failing its schema", () => punctual.schedule("s", sendEmail, { to: "x" }, { every: "1h" }), "payload.to", /email/i],
+  ["one bad schedule among many", () => punctual.scheduleMany([
+    { key: "a", task: noop, payload: {}, rule: { every: "1h" } },
+    { key: "b", task: noop, payload: {}, rule: { cron: "nope" } },
+  ]), "schedules.1.rule.cron", /fields|not a valid/],
+  ["one key twice among schedules", () => punctual.scheduleMany([
+    { key: "a", task: noop, payload: {}, rule: { every: "1h" } },
+    { key: "a", task: noop, payload: {}, rule: { every: "2h" } },
+  ]), "schedules.1.key", /appears twice/],
 ];
 
 describe("bad input gets a clear error naming the field, and writes nothing", () => {

@@ -197,7 +197,7 @@ describe("invalid rules get clear errors", () => {
     [{ every: "1h", missed: "sometimes" }, "rule.missed", /once|skip|all/],
     [{ cron: "0 8 * * *", every: "1h" }, "rule", /either cron .* or every/],
     [{}, "rule", /either cron/],
-    [{ cron: "0 8 * * *", timezone: "UTC" }, "rule", /timezone/],
+    [{ cron: "0 8 * * *", timezone: "UTC" }, "rule.timezone", /Unrecognized key/],
   ])("%j", (input, field, message) => {
     try {
       parseRule(input);
