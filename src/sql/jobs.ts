@@ -289,3 +289,100 @@ export async function jobReleaseMany(db: Queryable, workerId: string, ids: reado
   );
   return rows.map((r) => Number(r.id));
 }
+
+/**
+ * Renews the leases of a worker's running jobs, all in one statement (the heartbeat).
+ * Returns the jobs still held, and whether a cancel was requested for each; a job
+ * missing from the answer was taken from this worker (its lease expired and another
+ * worker rescued it).
+ */
+export async function jobRenewLeases(db: Queryable, workerId: string, ids: readonly number[], leaseMs: number) {
+  const rows = await db.query<{ id: string; cancel_requested: boolean }>(
+    `update punctual.jobs
+     set locked_until = now() + $3 * interval '1 millisecond'
+     where id = any($2::bigint[]) and state = 'running' and locked_by = $1
+     returning id, cancel_requested_at is not null as cancel_requested`,
+    [workerId, ids, leaseMs],
+  );
+  return rows.map((r) => ({ id: Number(r.id), cancelRequested: r.cancel_requested }));
+}
+
+/**
+ * Takes back up to `limit` running jobs whose lease expired (their worker died or lost
+ * the database): back to pending, due now, when attempts remain (the lost attempt
+ * counts); else `failed` (or `cancelled` if a cancel was requested). A periodic job that
+ * ends here gets its next occurrence without a slot, for a worker to place. SKIP
+ * LOCKED: any number of workers may rescue at once, and none waits on another.
+ */
+export async function jobRescueExpired(db: Queryable, limit: number) {
+  return db.query<{ id: string; state: JobState; previous_owner: string | null; task: string }>(
+    `with expired as (
+       select id, locked_by from punctual.jobs
+       where state = 'running' and locked_until < now()
+       order by locked_until
+       limit $1
+       for update skip locked
+     ),
+     rescued as (
+       update punctual.jobs as j
+       set state = case
+             when j.cancel_requested_at is not null then 'cancelled'::punctual.job_state
+             when j.attempts >= j.max_attempts then 'failed'::punctual.job_state
+             else 'pending'::punctual.job_state end,
+           run_at = case when j.cancel_requested_at is null and j.attempts < j.max_attempts then now() else j.run_at end,
+           finished_at = case when j.cancel_requested_at is null and j.attempts < j.max_attempts then null else now() end,
+           last_error = 'lease expired: worker ' || coalesce(e.locked_by, '?') || ' stopped renewing it',
+           last_error_stack = null, locked_by = null, locked_until = null, updated_at = now()
+       from expired as e
+       where j.id = e.id
+       returning j.*, e.locked_by as previous_owner, null::timestamptz as next_slot, false as rule_unchanged
+     ),
+     next as (${INSERT_NEXT_OCCURRENCE("(select * from rescued where state = 'failed')")})
+     select id, state, previous_owner, task from rescued`,
+    [limit],
+  );
+}
+
+/**
+ * Deletes up to `limit` finished jobs (succeeded, failed, cancelled) that finished more
+ * than `retentionMs` ago, oldest first. Only finished rows are touched, through their
+ * own partial index, so claims never wait on pruning. Returns how many were deleted.
+ */
+export async function jobPruneFinished(db: Queryable, retentionMs: number, limit: number): Promise<number> {
+  const rows = await db.query<{ deleted: number }>(
+    `with doomed as (
+       select id from punctual.jobs
+       where state in ('succeeded', 'failed', 'cancelled') and finished_at < now() - $1 * interval '1 millisecond'
+       order by finished_at
+       limit $2
+       for update skip locked
+     ),
+     deleted as (delete from punctual.jobs as j using doomed where j.id = doomed.id returning 1)
+     select count(*)::int as deleted from deleted`,
+    [retentionMs, limit],
+  );
+  return rows[0]!.deleted;
+}
+
+/**
+ * When the next job this worker could claim becomes due, and the database's clock now:
+ * an idle worker sets a timer for it, so a job due at 12:00:00.000 starts on the
+ * millisecond rather than at the next poll. Probes one priority at a time, like the
+ * claim, so it costs the same with a million future rows.
+ */
+export async function jobNextRunAt(db: Queryable, queues: readonly string[], tasks: readonly string[]) {
+  const rows = await db.query<{ next_run_at: Date | null; now: Date }>(
+    `select (
+       select min(first.run_at)
+       from generate_series(${PRIORITY_MIN}, ${PRIORITY_MAX}) as p(priority)
+       cross join lateral (
+         select run_at from punctual.jobs
+         where state = 'pending' and priority = p.priority and queue = any($1::text[]) and task = any($2::text[])
+         order by run_at
+         limit 1
+       ) as first
+     ) as next_run_at, clock_timestamp() as now`,
+    [queues, tasks],
+  );
+  return { nextRunAt: rows[0]!.next_run_at, dbNow: rows[0]!.now };
+}

@@ -7,12 +7,16 @@ import { createClient, type ScheduleSpec } from "../client.js";
 import { toQueryable, type Queryable } from "../executor.js";
 import { ValidationError } from "../errors.js";
 import { createLogger, type Logger } from "../logger.js";
-import { jobClaim, jobReleaseMany, type ClaimedRow } from "../sql/jobs.js";
-import { TaskRegistry, zodError, type AnyTask, type JobContext } from "../tasks.js";
-import { retryDelayMs, type BackoffOptions } from "./backoff.js";
-import { isMissed, nextOccurrence, nextRunAt } from "../schedule/next.js";
-import { ruleFromColumns, type Rule } from "../schedule/rule.js";
-import { OutcomeBatcher, type RecordedState } from "./outcome-batcher.js";
+import { LeaseRescuer, type RescueCounts } from "../maintenance/lease-rescuer.js";
+import { Pruner, type PruneCounts } from "../maintenance/pruner.js";
+import { ServiceRunner } from "../maintenance/service.js";
+import { durationSchema, type Duration } from "../schedule/duration.js";
+import { jobClaim, jobNextRunAt, jobReleaseMany, jobRenewLeases, type ClaimedRow } from "../sql/jobs.js";
+import { TaskRegistry, zodError, type AnyTask } from "../tasks.js";
+import type { BackoffOptions } from "./backoff.js";
+import { JobRunner, toError, type Running } from "./job-runner.js";
+import { OutcomeBatcher } from "./outcome-batcher.js";
+import { Wakeups, type WakeReason } from "./wakeups.js";
 
 export interface WorkerOptions {
   /** The tasks this worker runs. It claims only jobs of these tasks. */
@@ -25,10 +29,26 @@ export interface WorkerOptions {
   queues?: readonly string[];
   /** Handlers running at once. Default 10. */
   concurrency?: number;
-  /** How often an idle worker looks for due jobs. Default 1,000 ms. */
+  /**
+   * How often an idle worker claims even without a wake-up. NOTIFY and timers start
+   * jobs on time; this is the fallback. Default 2,000 ms.
+   */
   pollIntervalMs?: number;
-  /** How long a claimed job is leased to this worker. Default 30,000 ms. */
+  /**
+   * LISTEN for new jobs on a connection of its own. Default true. Set false behind
+   * PgBouncer in transaction mode: the worker then relies on timers and polling.
+   */
+  listen?: boolean;
+  /** How long a claimed job is leased; renewed while the handler runs. Default 15,000 ms. */
   leaseMs?: number;
+  /** How often leases are renewed (one statement for all running jobs). Default leaseMs / 3. */
+  heartbeatIntervalMs?: number;
+  /** How often this worker looks for expired leases to take back. Default leaseMs / 3. */
+  rescueIntervalMs?: number;
+  /** How long finished jobs are kept before pruning; `false` keeps them. Default `"1d"`. */
+  retention?: Duration | false;
+  /** How often this worker prunes finished jobs. Default 60,000 ms. */
+  pruneIntervalMs?: number;
   /** Retry delays, unless the task sets its own. */
   backoff?: BackoffOptions;
   /** Default pino logger named "punctual". */
@@ -68,8 +88,12 @@ export interface WorkerEvents {
   "job:skipped": [JobEvent, { slot: Date; next: Date }];
   /** The outcome was not recorded: the job no longer runs under this worker's lease. */
   "job:lost": [JobEvent];
-  /** A claim finished: how many jobs it took and how many slots were free. */
-  "worker:poll": [{ claimed: number; free: number }];
+  /** This worker took back jobs whose lease had expired (their worker died). */
+  "job:rescued": [RescueCounts["jobs"][number]];
+  /** A claim finished: why it ran, how many jobs it took, how many slots were free. */
+  "worker:poll": [{ claimed: number; free: number; reason: WakeReason }];
+  /** Finished jobs past retention were deleted. */
+  "worker:pruned": [PruneCounts];
   /** A database or internal error; the worker carries on. */
   "worker:error": [Error];
   /** `stop` finished: nothing runs, every outcome is written. */
@@ -79,20 +103,21 @@ export interface WorkerEvents {
 const optionsSchema = z.object({
   queues: z.array(z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/, "queue names are 1-64 letters, digits or _ . : -")).min(1).default(["default"]),
   concurrency: z.int().min(1).max(1000).default(10),
-  pollIntervalMs: z.int().min(10).max(3_600_000).default(1000),
-  leaseMs: z.int().min(1000).max(86_400_000).default(30_000),
+  pollIntervalMs: z.int().min(10).max(3_600_000).default(2000),
+  listen: z.boolean().default(true),
+  leaseMs: z.int().min(100).max(86_400_000).default(15_000),
+  heartbeatIntervalMs: z.int().min(10).optional(),
+  rescueIntervalMs: z.int().min(10).optional(),
+  retention: z.union([z.literal(false), durationSchema.pipe(z.number().min(0))]).default(86_400_000),
+  pruneIntervalMs: z.int().min(10).default(60_000),
 });
 
-interface Running {
-  job: JobEvent;
-  controller: AbortController;
-  done: Promise<void>;
-  /** Set when stop handed the job back; its late outcome is not recorded. */
-  released: boolean;
-}
+/** After an idle claim found a due job it could not take (another worker holds it). */
+const BUSY_RETRY_MS = 25;
 
 /**
- * Claims due jobs and runs their handlers.
+ * Claims due jobs and runs their handlers, renews their leases, takes back jobs of
+ * dead workers, and prunes finished ones.
  *
  * @example
  * const worker = createWorker({ connectionString, tasks: [sendEmail], concurrency: 20 });
@@ -109,29 +134,33 @@ export class Worker extends EventEmitter<WorkerEvents> {
   private readonly ownsPool: boolean;
   private readonly db: Queryable;
   private readonly logger: Logger;
-  private readonly backoff: BackoffOptions;
   private readonly outcomes: OutcomeBatcher;
+  private readonly runner: JobRunner;
+  private readonly wakeups: Wakeups;
+  private readonly maintenance: { start(): void; stop(): Promise<void> }[];
+  private readonly schedules: readonly ScheduleSpec[] | undefined;
   private readonly running = new Map<number, Running>();
   private loop: Promise<void> | null = null;
+  private heartbeat: NodeJS.Timeout | undefined;
   private stopping = false;
   /** Wakes the claim loop from its wait; set only while it waits. */
-  private wake: (() => void) | null = null;
+  private wake: ((reason: WakeReason) => void) | null = null;
   private waitingForSlot = false;
-  private readonly schedules: readonly ScheduleSpec[] | undefined;
 
   constructor(options: WorkerOptions) {
     super();
     if (!options.tasks?.length) throw new ValidationError("tasks", "a worker needs at least one task");
     this.registry = new TaskRegistry(options.tasks);
-    const parsed = optionsSchema.safeParse(options);
+    const { tasks: _t, pool: _p, connectionString: _c, backoff: _b, logger: _l, workerId: _w, schedules: _s, ...rest } = options;
+    const parsed = optionsSchema.safeParse(rest);
     if (!parsed.success) throw zodError("", parsed.error);
     this.options = parsed.data;
     if (options.pool) {
       this.pool = options.pool;
       this.ownsPool = false;
     } else if (options.connectionString) {
-      // Claims, outcome writes and release share the pool; a few connections suffice.
-      this.pool = new pg.Pool({ connectionString: options.connectionString, max: 4 });
+      // Claims, outcome writes, heartbeats and maintenance share it; LISTEN has its own.
+      this.pool = new pg.Pool({ connectionString: options.connectionString, max: 5 });
       this.ownsPool = true;
     } else {
       throw new ValidationError("pool", "give a pg Pool or a connectionString");
@@ -142,12 +171,39 @@ export class Worker extends EventEmitter<WorkerEvents> {
     this.db = toQueryable(this.pool);
     this.id = options.workerId ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
     this.logger = (options.logger ?? createLogger()).child({ worker: this.id });
-    this.backoff = options.backoff ?? {};
     this.schedules = options.schedules;
     this.outcomes = new OutcomeBatcher(this.db, this.id, (error) => this.reportError(error));
+    this.runner = new JobRunner(this.outcomes, options.backoff ?? {}, (event, ...args) =>
+      (this.emit as (event: string, ...args: unknown[]) => boolean)(event, ...args),
+    );
+    this.wakeups = new Wakeups(
+      this.options.listen ? this.pool.options : undefined,
+      this.logger,
+      (reason) => this.onWake(reason),
+      (error) => this.reportError(error),
+    );
+    const { leaseMs } = this.options;
+    this.maintenance = [
+      new ServiceRunner(
+        new LeaseRescuer(this.db),
+        this.options.rescueIntervalMs ?? Math.max(10, Math.floor(leaseMs / 3)),
+        (counts) => this.onRescued(counts),
+        (error) => this.reportError(error),
+      ),
+    ];
+    if (this.options.retention !== false) {
+      this.maintenance.push(
+        new ServiceRunner(
+          new Pruner(this.db, this.options.retention),
+          this.options.pruneIntervalMs,
+          (counts) => counts.deleted > 0 && this.emit("worker:pruned", counts),
+          (error) => this.reportError(error),
+        ),
+      );
+    }
   }
 
-  /** Starts claiming. Resolves at once; the worker runs until `stop`. */
+  /** Starts claiming (after reconciling declared schedules). The worker runs until `stop`. */
   async start(): Promise<void> {
     if (this.loop) return;
     if (this.schedules) {
@@ -159,20 +215,27 @@ export class Worker extends EventEmitter<WorkerEvents> {
       { queues: this.options.queues, tasks: this.registry.names(), concurrency: this.options.concurrency },
       "worker started",
     );
+    this.wakeups.start();
+    for (const service of this.maintenance) service.start();
+    this.heartbeat = setInterval(
+      () => void this.renewLeases(),
+      this.options.heartbeatIntervalMs ?? Math.max(10, Math.floor(this.options.leaseMs / 3)),
+    );
     this.loop = this.claimLoop();
   }
 
   /**
-   * Stops claiming, waits up to `timeoutMs` (default 10 s) for running handlers, then
-   * aborts the rest through their `AbortSignal` and hands their jobs back to pending at
-   * once, so another worker can take them without waiting for the lease to expire.
-   * Resolves when every outcome is written.
+   * Stops claiming, waits up to `timeoutMs` (default 10 s) for running handlers (their
+   * leases are still renewed), then aborts the rest through their `AbortSignal` and
+   * hands their jobs back to pending at once, so another worker can take them without
+   * waiting for the lease to expire. Resolves when every outcome is written.
    */
   async stop({ timeoutMs = 10_000 }: { timeoutMs?: number } = {}): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
-    this.wake?.();
+    this.wake?.("poll");
     await this.loop;
+    await Promise.all([this.wakeups.stop(), ...this.maintenance.map((s) => s.stop())]);
     if (this.running.size > 0) {
       this.logger.info({ running: this.running.size, timeoutMs }, "waiting for running jobs");
       let timer: NodeJS.Timeout | undefined;
@@ -180,7 +243,8 @@ export class Worker extends EventEmitter<WorkerEvents> {
       await Promise.race([Promise.all([...this.running.values()].map((r) => r.done)), timedOut]);
       clearTimeout(timer);
     }
-    const unfinished = [...this.running.values()];
+    clearInterval(this.heartbeat);
+    const unfinished = [...this.running.values()].filter((r) => !r.released);
     if (unfinished.length > 0) {
       for (const r of unfinished) {
         r.released = true;
@@ -206,28 +270,33 @@ export class Worker extends EventEmitter<WorkerEvents> {
    * worker with free slots could have run it.
    */
   private async claimLoop(): Promise<void> {
+    let reason: WakeReason = "start";
     while (!this.stopping) {
       const free = this.options.concurrency - this.running.size;
       let claimed = 0;
+      let failed = false;
       if (free > 0) {
         try {
-          claimed = await this.claim(free);
+          claimed = await this.claim(free, reason);
         } catch (error) {
+          failed = true;
           this.reportError(error);
         }
       }
       if (this.stopping) break;
       if (free === 0 || claimed === free) {
         // Every slot is busy, and more may be due: claim again when one frees up.
-        await this.wait(null);
-      } else {
-        // Fewer due jobs than free slots: nothing more is due now.
-        await this.wait(this.options.pollIntervalMs);
+        reason = await this.wait(null);
+        continue;
       }
+      // Fewer due jobs than free slots: nothing more is claimable now. Ask when the
+      // next one is due, so a timer wakes us on the millisecond.
+      if (!failed) await this.lookAhead(claimed === 0);
+      reason = await this.wait(this.options.pollIntervalMs);
     }
   }
 
-  private async claim(limit: number): Promise<number> {
+  private async claim(limit: number, reason: WakeReason): Promise<number> {
     const rows = await jobClaim(this.db, {
       workerId: this.id,
       queues: this.options.queues,
@@ -236,27 +305,46 @@ export class Worker extends EventEmitter<WorkerEvents> {
       leaseMs: this.options.leaseMs,
     });
     for (const row of rows) this.startJob(row);
-    this.emit("worker:poll", { claimed: rows.length, free: limit });
+    this.emit("worker:poll", { claimed: rows.length, free: limit, reason });
     return rows.length;
   }
 
-  /** Waits for `ms` (or, with null, until a slot frees); `stop` ends any wait. */
-  private wait(ms: number | null): Promise<void> {
+  private async lookAhead(claimedNone: boolean) {
+    try {
+      const { nextRunAt, dbNow } = await jobNextRunAt(this.db, this.options.queues, this.registry.names());
+      if (!nextRunAt) return;
+      // Due already, yet not claimed: another worker is taking it right now. Look again
+      // shortly rather than spinning.
+      const due = nextRunAt <= dbNow;
+      if (due && !claimedNone) this.wakeups.dueAt(dbNow, dbNow);
+      else this.wakeups.dueAt(due ? new Date(dbNow.getTime() + BUSY_RETRY_MS) : nextRunAt, dbNow);
+    } catch (error) {
+      this.reportError(error);
+    }
+  }
+
+  /** Waits for `ms` (or, with null, until a slot frees); a wake-up or `stop` ends it early. */
+  private wait(ms: number | null): Promise<WakeReason> {
     return new Promise((resolve) => {
-      const timer = ms === null ? undefined : setTimeout(() => done(), ms);
-      const done = () => {
+      const timer = ms === null ? undefined : setTimeout(() => done("poll"), ms);
+      const done = (reason: WakeReason) => {
         clearTimeout(timer);
         this.wake = null;
         this.waitingForSlot = false;
-        resolve();
+        resolve(reason);
       };
       this.waitingForSlot = ms === null;
       this.wake = done;
     });
   }
 
+  /** NOTIFY, a timer or a reconnect: claim now, unless every slot is busy anyway. */
+  private onWake(reason: WakeReason) {
+    if (!this.waitingForSlot) this.wake?.(reason);
+  }
+
   private startJob(row: ClaimedRow) {
-    const job: JobEvent = {
+    const job = {
       id: Number(row.id),
       task: row.task,
       queue: row.queue,
@@ -264,126 +352,49 @@ export class Worker extends EventEmitter<WorkerEvents> {
       attempt: row.attempts,
       maxAttempts: row.max_attempts,
     };
-    const controller = new AbortController();
-    const entry: Running = { job, controller, released: false, done: Promise.resolve() };
+    const entry: Running = { job, controller: new AbortController(), released: false, done: Promise.resolve() };
     this.running.set(job.id, entry);
-    entry.done = this.runJob(row, job, entry).finally(() => {
-      this.running.delete(job.id);
-      if (this.waitingForSlot) this.wake?.();
-    });
-  }
-
-  private async runJob(row: ClaimedRow, job: JobEvent, entry: Running): Promise<void> {
     const task = this.registry.get(row.task)!; // the claim only returns tasks we know
-    const logger = this.logger.child({ job: job.id, task: job.task });
-    const rule = ruleFromColumns(row);
-    const fingerprint = { cron: row.cron, tz: row.tz, every_ms: row.every_ms, fixed_delay: row.fixed_delay };
-    let failure: { error: Error; retryable: boolean } | null = null;
-    let late = false;
-    if (rule) {
-      // A periodic row: place it first when it has no slot yet (written by SQL), or when
-      // the skip policy says a missed occurrence does not run.
-      try {
-        const now = new Date();
-        late = isMissed(rule, row.slot_at, now);
-        const placeAt = !row.slot_at
-          ? nextRunAt(rule, now)
-          : late && row.missed === "skip"
-            ? nextOccurrence(rule, "skip", row.slot_at, now)
-            : null;
-        if (placeAt) {
-          const state = await this.outcomes.place({ id: job.id, slot: placeAt });
-          if (state === "lost") this.emit("job:lost", job);
-          else if (row.slot_at) {
-            logger.warn({ slot: row.slot_at, next: placeAt }, "missed occurrence skipped");
-            this.emit("job:skipped", job, { slot: row.slot_at, next: placeAt });
-          } else {
-            logger.info({ slot: placeAt }, "schedule placed on its first slot");
-            this.emit("job:placed", job, { slot: placeAt });
-          }
-          return;
-        }
-      } catch (error) {
-        // Only a rule written by SQL can be invalid (the client validates): fail clearly.
-        failure = { error: new ValidationError("rule", `cannot be evaluated: ${toError(error).message}`), retryable: false };
-      }
-    }
-    if (!failure) {
-      this.emit("job:claimed", job);
-      const parsed = task.payload.safeParse(row.payload);
-      if (!parsed.success) {
-        // Written by SQL with a payload that fails the schema: no retry can fix that.
-        const error = zodError("payload", parsed.error);
-        failure = { error: new ValidationError(error.field, `does not match task "${task.name}": ${error.message}`), retryable: false };
-      } else {
-        const ctx: JobContext = {
-          job: {
-            id: job.id,
-            task: job.task,
-            queue: job.queue,
-            key: job.key,
-            priority: row.priority,
-            attempt: job.attempt,
-            maxAttempts: job.maxAttempts,
-            runAt: row.run_at,
-            slot: row.slot_at,
-            late,
-          },
-          signal: entry.controller.signal,
-          logger,
-        };
-        try {
-          await task.run(parsed.data, ctx);
-        } catch (thrown) {
-          failure = { error: toError(thrown), retryable: true };
-        }
-      }
-    }
-    if (entry.released) return;
-    const next = { next_slot: this.nextSlot(rule, row, failure), ...fingerprint };
-    if (!failure) {
-      this.report(job, await this.outcomes.success({ id: job.id, ...next }), null, logger);
-      return;
-    }
-    const delay = retryDelayMs(job.attempt, task.backoff ?? this.backoff);
-    const state = await this.outcomes.failure({
-      id: job.id,
-      message: failure.error.message,
-      stack: failure.error.stack ?? null,
-      retry_delay_ms: delay,
-      retryable: failure.retryable,
-      ...next,
+    entry.done = this.runner.run(task, row, job, entry, this.logger).finally(() => {
+      this.running.delete(job.id);
+      if (this.waitingForSlot) this.wake?.("slot");
     });
-    this.report(job, state, { error: failure.error, runAt: new Date(Date.now() + delay) }, logger);
   }
 
   /**
-   * The slot of the occurrence after this one, computed now, as the outcome is
-   * recorded (the statement only uses it when the job finished for good).
+   * The heartbeat: one statement renews the leases of every running job. A job missing
+   * from the answer was taken over (this worker was presumed dead): its handler is
+   * aborted and its outcome will not be recorded. A cancel request aborts the handler
+   * too; whether it stops is up to the handler.
    */
-  private nextSlot(rule: Rule | null, row: ClaimedRow, failure: { error: Error } | null): Date | null {
-    if (!rule || failure?.error instanceof ValidationError && failure.error.field === "rule") return null;
-    return nextOccurrence(rule, row.missed, row.slot_at, new Date());
+  private async renewLeases() {
+    const held = [...this.running.values()].filter((r) => !r.released);
+    if (held.length === 0) return;
+    try {
+      const renewed = await jobRenewLeases(this.db, this.id, held.map((r) => r.job.id), this.options.leaseMs);
+      const still = new Map(renewed.map((r) => [r.id, r.cancelRequested]));
+      for (const r of held) {
+        if (!still.has(r.job.id)) {
+          r.released = true;
+          r.controller.abort(new Error("lease lost: another worker took this job over"));
+          this.logger.warn({ job: r.job.id }, "lease lost; handler aborted");
+          this.emit("job:lost", r.job);
+        } else if (still.get(r.job.id) && !r.controller.signal.aborted) {
+          r.controller.abort(new Error("cancelled"));
+        }
+      }
+    } catch (error) {
+      // The leases will be renewed at the next beat, unless the database stays away
+      // longer than the lease: then another worker may take the jobs, and our late
+      // outcomes are fenced out.
+      this.reportError(error);
+    }
   }
 
-  private report(job: JobEvent, state: RecordedState, failed: { error: Error; runAt: Date } | null, logger: Logger) {
-    switch (state) {
-      case "succeeded":
-        logger.info({ attempt: job.attempt }, "job succeeded");
-        this.emit("job:succeeded", job);
-        return;
-      case "pending":
-        logger.warn({ attempt: job.attempt, err: failed!.error, retryAt: failed!.runAt }, "job failed; will retry");
-        this.emit("job:retried", job, failed!);
-        return;
-      case "failed":
-      case "cancelled":
-        logger.error({ attempt: job.attempt, err: failed?.error }, `job ${state}`);
-        this.emit("job:failed", job, { error: failed?.error ?? new Error(state), state });
-        return;
-      default:
-        logger.warn("outcome not recorded: the job is no longer leased to this worker");
-        this.emit("job:lost", job);
+  private onRescued(counts: RescueCounts) {
+    for (const job of counts.jobs) {
+      this.logger.warn(job, "took back a job whose lease expired");
+      this.emit("job:rescued", job);
     }
   }
 
@@ -399,8 +410,4 @@ export class Worker extends EventEmitter<WorkerEvents> {
 /** Creates a `Worker`; call `start()` to begin. */
 export function createWorker(options: WorkerOptions): Worker {
   return new Worker(options);
-}
-
-function toError(value: unknown): Error {
-  return value instanceof Error ? value : new Error(typeof value === "string" ? value : JSON.stringify(value));
 }

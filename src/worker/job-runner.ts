@@ -1,0 +1,151 @@
+import type { Logger } from "../logger.js";
+import { ValidationError } from "../errors.js";
+import { isMissed, nextOccurrence, nextRunAt } from "../schedule/next.js";
+import { ruleFromColumns, type Rule } from "../schedule/rule.js";
+import type { ClaimedRow } from "../sql/jobs.js";
+import { zodError, type AnyTask, type JobContext } from "../tasks.js";
+import { retryDelayMs, type BackoffOptions } from "./backoff.js";
+import type { OutcomeBatcher, RecordedState } from "./outcome-batcher.js";
+import type { JobEvent, WorkerEvents } from "./worker.js";
+
+/** A job this worker is running. */
+export interface Running {
+  job: JobEvent;
+  controller: AbortController;
+  done: Promise<void>;
+  /** Set when the job left this worker (handed back on stop, or its lease was lost): its late outcome is not recorded. */
+  released: boolean;
+}
+
+type Emit = <E extends keyof WorkerEvents>(event: E, ...args: WorkerEvents[E]) => void;
+
+/**
+ * Runs one claimed job to its recorded outcome: places periodic rows that need a slot,
+ * checks the payload, calls the handler, computes the next occurrence, and hands the
+ * outcome to the batcher. Reports through the worker's events and logs.
+ */
+export class JobRunner {
+  constructor(
+    private readonly outcomes: OutcomeBatcher,
+    private readonly backoff: BackoffOptions,
+    private readonly emit: Emit,
+  ) {}
+
+  async run(task: AnyTask, row: ClaimedRow, job: JobEvent, entry: Running, workerLogger: Logger): Promise<void> {
+    const logger = workerLogger.child({ job: job.id, task: job.task });
+    const rule = ruleFromColumns(row);
+    const fingerprint = { cron: row.cron, tz: row.tz, every_ms: row.every_ms, fixed_delay: row.fixed_delay };
+    let failure: { error: Error; retryable: boolean } | null = null;
+    let late = false;
+    if (rule) {
+      // A periodic row: place it first when it has no slot yet (written by SQL), or when
+      // the skip policy says a missed occurrence does not run.
+      try {
+        const now = new Date();
+        late = isMissed(rule, row.slot_at, now);
+        const placeAt = !row.slot_at
+          ? nextRunAt(rule, now)
+          : late && row.missed === "skip"
+            ? nextOccurrence(rule, "skip", row.slot_at, now)
+            : null;
+        if (placeAt) {
+          const state = await this.outcomes.place({ id: job.id, slot: placeAt });
+          if (state === "lost") this.emit("job:lost", job);
+          else if (row.slot_at) {
+            logger.warn({ slot: row.slot_at, next: placeAt }, "missed occurrence skipped");
+            this.emit("job:skipped", job, { slot: row.slot_at, next: placeAt });
+          } else {
+            logger.info({ slot: placeAt }, "schedule placed on its first slot");
+            this.emit("job:placed", job, { slot: placeAt });
+          }
+          return;
+        }
+      } catch (error) {
+        // Only a rule written by SQL can be invalid (the client validates): fail clearly.
+        failure = { error: new ValidationError("rule", `cannot be evaluated: ${toError(error).message}`), retryable: false };
+      }
+    }
+    if (!failure) {
+      this.emit("job:claimed", job);
+      const parsed = task.payload.safeParse(row.payload);
+      if (!parsed.success) {
+        // Written by SQL with a payload that fails the schema: no retry can fix that.
+        const error = zodError("payload", parsed.error);
+        failure = { error: new ValidationError(error.field, `does not match task "${task.name}": ${error.message}`), retryable: false };
+      } else {
+        const ctx: JobContext = {
+          job: {
+            id: job.id,
+            task: job.task,
+            queue: job.queue,
+            key: job.key,
+            priority: row.priority,
+            attempt: job.attempt,
+            maxAttempts: job.maxAttempts,
+            runAt: row.run_at,
+            slot: row.slot_at,
+            late,
+          },
+          signal: entry.controller.signal,
+          logger,
+        };
+        try {
+          await task.run(parsed.data, ctx);
+        } catch (thrown) {
+          failure = { error: toError(thrown), retryable: true };
+        }
+      }
+    }
+    if (entry.released) return;
+    const next = { next_slot: this.nextSlot(rule, row, failure), ...fingerprint };
+    if (!failure) {
+      this.report(job, await this.outcomes.success({ id: job.id, ...next }), null, logger);
+      return;
+    }
+    const delay = retryDelayMs(job.attempt, task.backoff ?? this.backoff);
+    const state = await this.outcomes.failure({
+      id: job.id,
+      message: failure.error.message,
+      stack: failure.error.stack ?? null,
+      retry_delay_ms: delay,
+      retryable: failure.retryable,
+      ...next,
+    });
+    this.report(job, state, { error: failure.error, runAt: new Date(Date.now() + delay) }, logger);
+  }
+
+  /**
+   * The slot of the occurrence after this one, computed now, as the outcome is
+   * recorded (the statement only uses it when the job finished for good).
+   */
+  private nextSlot(rule: Rule | null, row: ClaimedRow, failure: { error: Error } | null): Date | null {
+    if (!rule || failure?.error instanceof ValidationError && failure.error.field === "rule") return null;
+    return nextOccurrence(rule, row.missed, row.slot_at, new Date());
+  }
+
+  private report(job: JobEvent, state: RecordedState, failed: { error: Error; runAt: Date } | null, logger: Logger) {
+    switch (state) {
+      case "succeeded":
+        logger.info({ attempt: job.attempt }, "job succeeded");
+        this.emit("job:succeeded", job);
+        return;
+      case "pending":
+        logger.warn({ attempt: job.attempt, err: failed!.error, retryAt: failed!.runAt }, "job failed; will retry");
+        this.emit("job:retried", job, failed!);
+        return;
+      case "failed":
+      case "cancelled":
+        logger.error({ attempt: job.attempt, err: failed?.error }, `job ${state}`);
+        this.emit("job:failed", job, { error: failed?.error ?? new Error(state), state });
+        return;
+      default:
+        logger.warn("outcome not recorded: the job is no longer leased to this worker");
+        this.emit("job:lost", job);
+    }
+  }
+}
+
+/** Any thrown value as an Error. */
+export function toError(value: unknown): Error {
+  return value instanceof Error ? value : new Error(typeof value === "string" ? value : JSON.stringify(value));
+}

@@ -1,0 +1,111 @@
+import pg from "pg";
+import type { Logger } from "../logger.js";
+
+/** Why the claim loop ran a claim. */
+export type WakeReason = "start" | "poll" | "notify" | "timer" | "slot" | "reconnect";
+
+/** The channel `punctual.notify_pending` (drizzle/0003) notifies on. */
+export const NOTIFY_CHANNEL = "punctual_jobs";
+
+/**
+ * Tells an idle worker when to claim, so jobs start on the millisecond rather than at
+ * the next poll:
+ * - LISTEN on a connection of its own: a job due now wakes the worker at once; a job
+ *   due later arms the timer;
+ * - a timer for the earliest known `run_at` (from NOTIFY, or from the worker asking
+ *   after each idle claim). Delays use the database's clock, corrected by the offset
+ *   measured on each ask, so clock skew between hosts does not make jobs late.
+ * The LISTEN connection reconnects on its own after any fault, and wakes the worker
+ * when it is back (notifications sent meanwhile were lost).
+ */
+export class Wakeups {
+  private client: pg.Client | null = null;
+  private timer: NodeJS.Timeout | undefined;
+  private timerAt = Number.POSITIVE_INFINITY;
+  private clockOffsetMs = 0;
+  private stopped = false;
+  private reconnectDelayMs = 100;
+  private reconnectTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly connection: pg.ClientConfig | undefined,
+    private readonly logger: Logger,
+    private readonly onWake: (reason: WakeReason) => void,
+    private readonly onError: (error: unknown) => void,
+  ) {}
+
+  /** Starts listening (when given a connection config; without one, timers only). */
+  start(): void {
+    if (this.connection) void this.connect(false);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    clearTimeout(this.reconnectTimer);
+    const client = this.client;
+    this.client = null;
+    await client?.end().catch(() => {});
+  }
+
+  /**
+   * Notes when the next job becomes due, as the database sees it (`dbNow` is the
+   * database's clock when it answered). Keeps the earliest timer.
+   */
+  dueAt(runAt: Date, dbNow?: Date): void {
+    if (dbNow) this.clockOffsetMs = dbNow.getTime() - Date.now();
+    this.arm(runAt.getTime() - this.clockOffsetMs);
+  }
+
+  private arm(localMs: number) {
+    if (this.stopped || localMs >= this.timerAt) return;
+    clearTimeout(this.timer);
+    this.timerAt = localMs;
+    this.timer = setTimeout(() => {
+      this.timerAt = Number.POSITIVE_INFINITY;
+      this.onWake("timer");
+    }, Math.max(0, localMs - Date.now()));
+  }
+
+  private async connect(isReconnect: boolean) {
+    const client = new pg.Client(this.connection);
+    // Every fault ends up here: reconnect after a growing pause.
+    const lost = (error?: Error) => {
+      if (this.stopped || this.client !== client) return;
+      this.client = null;
+      if (error) this.onError(error);
+      this.logger.warn({ retryInMs: this.reconnectDelayMs }, "LISTEN connection lost; reconnecting");
+      this.reconnectTimer = setTimeout(() => void this.connect(true), this.reconnectDelayMs);
+      this.reconnectDelayMs = Math.min(this.reconnectDelayMs * 2, 5000);
+      client.end().catch(() => {});
+    };
+    client.on("error", lost);
+    client.on("end", () => lost());
+    client.on("notification", (message) => this.onNotification(message.payload));
+    this.client = client;
+    try {
+      await client.connect();
+      await client.query(`listen ${NOTIFY_CHANNEL}`);
+      this.reconnectDelayMs = 100;
+      if (isReconnect) {
+        this.logger.info("LISTEN connection restored");
+        this.onWake("reconnect");
+      }
+    } catch (error) {
+      lost(error as Error);
+    }
+  }
+
+  private onNotification(payload: string | undefined) {
+    let runAt: number;
+    try {
+      runAt = Date.parse(JSON.parse(payload ?? "{}").run_at);
+    } catch {
+      return;
+    }
+    if (Number.isNaN(runAt)) return;
+    const localMs = runAt - this.clockOffsetMs;
+    if (localMs <= Date.now()) this.onWake("notify");
+    else this.arm(localMs);
+  }
+}
