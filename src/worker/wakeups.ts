@@ -32,6 +32,7 @@ export class Wakeups {
     private readonly logger: Logger,
     private readonly onWake: (reason: WakeReason) => void,
     private readonly onError: (error: unknown) => void,
+    private readonly onListening: (reconnected: boolean) => void = () => {},
   ) {}
 
   /** Starts listening (when given a connection config; without one, timers only). */
@@ -87,6 +88,7 @@ export class Wakeups {
       await client.connect();
       await client.query(`listen ${NOTIFY_CHANNEL}`);
       this.reconnectDelayMs = 100;
+      this.onListening(isReconnect);
       if (isReconnect) {
         this.logger.info("LISTEN connection restored");
         this.onWake("reconnect");

@@ -92,6 +92,8 @@ export interface WorkerEvents {
   "job:rescued": [RescueCounts["jobs"][number]];
   /** A claim finished: why it ran, how many jobs it took, how many slots were free. */
   "worker:poll": [{ claimed: number; free: number; reason: WakeReason }];
+  /** The LISTEN connection is up (again, after a fault, when `reconnected`). */
+  "worker:listening": [{ reconnected: boolean }];
   /** Finished jobs past retention were deleted. */
   "worker:pruned": [PruneCounts];
   /** A database or internal error; the worker carries on. */
@@ -181,6 +183,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
       this.logger,
       (reason) => this.onWake(reason),
       (error) => this.reportError(error),
+      (reconnected) => this.emit("worker:listening", { reconnected }),
     );
     const { leaseMs } = this.options;
     this.maintenance = [
@@ -326,6 +329,8 @@ export class Worker extends EventEmitter<WorkerEvents> {
   /** Waits for `ms` (or, with null, until a slot frees); a wake-up or `stop` ends it early. */
   private wait(ms: number | null): Promise<WakeReason> {
     return new Promise((resolve) => {
+      // `stop` may have come while the loop was busy, when there was no wait to end.
+      if (this.stopping) return resolve("poll");
       const timer = ms === null ? undefined : setTimeout(() => done("poll"), ms);
       const done = (reason: WakeReason) => {
         clearTimeout(timer);
