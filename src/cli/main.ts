@@ -13,13 +13,19 @@ import { parseArgs } from "node:util";
 import { z } from "zod";
 import { createLogger } from "../logger.js";
 import { migrate } from "../migrate.js";
+import type { Duration } from "../schedule/duration.js";
 import type { AnyTask } from "../tasks.js";
 import { createWorker } from "../worker/worker.js";
 
 const USAGE = `usage:
   punctual migrate [--database-url URL]
   punctual worker --tasks MODULE [--concurrency N] [--queues a,b] [--poll-interval MS]
+                  [--lease MS] [--retention DURATION|off] [--poll-only]
                   [--shutdown-timeout MS] [--migrate] [--database-url URL]
+
+--poll-only: no LISTEN connection (for PgBouncer in transaction mode).
+SIGTERM/SIGINT: stop claiming, let running jobs finish within --shutdown-timeout
+(default 10000), hand the rest back to pending, exit 0. A second signal exits at once.
 
 MODULE exports tasks made with defineTask (named exports, or a default array).
 The database is DATABASE_URL unless --database-url is given.`;
@@ -35,6 +41,9 @@ async function main(argv: string[]): Promise<number> {
       queues: { type: "string" },
       "poll-interval": { type: "string" },
       "shutdown-timeout": { type: "string" },
+      lease: { type: "string" },
+      retention: { type: "string" },
+      "poll-only": { type: "boolean" },
       migrate: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
@@ -74,6 +83,9 @@ async function main(argv: string[]): Promise<number> {
     concurrency: number("concurrency", values.concurrency),
     queues: values.queues?.split(",").map((q) => q.trim()),
     pollIntervalMs: number("poll-interval", values["poll-interval"]),
+    leaseMs: number("lease", values.lease),
+    listen: !values["poll-only"],
+    retention: values.retention === "off" ? false : (values.retention as Duration | undefined),
   });
   const timeoutMs = number("shutdown-timeout", values["shutdown-timeout"]) ?? 10_000;
   await worker.start();
