@@ -23,7 +23,7 @@ logger.info({ source: database.source }, "database ready");
 await migrate(database.url);
 
 const pool = new pg.Pool({ connectionString: database.url, max: 6 });
-const worker = createWorker({ pool, tasks: demoTasks, schedules: demoSchedules, logger, pollIntervalMs: 100 });
+const worker = createWorker({ pool, tasks: demoTasks, schedules: demoSchedules, logger });
 await worker.start();
 
 const punctual = createClient({ executor: pool });
