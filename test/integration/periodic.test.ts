@@ -1,31 +1,12 @@
 import pg from "pg";
-import { pino } from "pino";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import { z } from "zod";
-import { createClient, createWorker, defineTask, type Client, type Worker, type WorkerOptions } from "../../src/index.js";
-import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { createClient, defineTask } from "../../src/index.js";
+import { workerHarness } from "../support/worker-harness.js";
 import { collect, next } from "../support/events.js";
 
-let db: TestDatabase;
-let punctual: Client;
-const workers: Worker[] = [];
-
-beforeAll(async () => {
-  db = await createTestDatabase();
-  punctual = createClient({ executor: db.pool });
-});
-afterEach(async () => {
-  await Promise.all(workers.splice(0).map((w) => w.stop({ timeoutMs: 1000 })));
-  await db.pool.query("truncate punctual.jobs");
-});
-afterAll(() => db.drop());
-
-function startWorker(options: Partial<WorkerOptions> & Pick<WorkerOptions, "tasks">): Worker {
-  const worker = createWorker({ connectionString: db.url, pollIntervalMs: 10, logger: pino({ level: "silent" }), ...options });
-  workers.push(worker);
-  void worker.start();
-  return worker;
-}
+const t = workerHarness({ pollIntervalMs: 10 });
+const startWorker = t.startWorker;
 
 const runs: { slot: Date | null; late: boolean; attempt: number }[] = [];
 const tick = defineTask({
@@ -36,7 +17,7 @@ const tick = defineTask({
 afterEach(() => void runs.splice(0));
 
 async function rowsOf(key: string) {
-  const { rows } = await db.pool.query(
+  const { rows } = await t.db.pool.query(
     "select id, state, slot_at, run_at, attempts, last_error, payload, cron, tz, every_ms from punctual.jobs where key = $1 order by id",
     [key],
   );
@@ -48,7 +29,7 @@ const iso = (d: Date) => d.toISOString();
 describe("running a schedule", () => {
   it("an interval schedule that ran 5 times left one live row and exactly the rule's slots", async () => {
     const startAt = new Date(Date.now() + 100);
-    await punctual.schedule("tick:grid", tick, { label: "grid" }, { every: "200ms", missed: "all" }, { startAt });
+    await t.punctual.schedule("tick:grid", tick, { label: "grid" }, { every: "200ms", missed: "all" }, { startAt });
     const worker = startWorker({ tasks: [tick] });
     await collect(worker, "job:succeeded", 5);
     await worker.stop();
@@ -62,7 +43,7 @@ describe("running a schedule", () => {
   });
 
   it("a cron schedule with seconds runs on consecutive seconds", async () => {
-    await punctual.schedule("tick:cron", tick, { label: "cron" }, { cron: "* * * * * *", missed: "all" });
+    await t.punctual.schedule("tick:cron", tick, { label: "cron" }, { cron: "* * * * * *", missed: "all" });
     const worker = startWorker({ tasks: [tick] });
     await collect(worker, "job:succeeded", 3);
     await worker.stop();
@@ -82,7 +63,7 @@ describe("running a schedule", () => {
       },
     });
     const startAt = new Date(Date.now() + 50);
-    await punctual.schedule("broken", broken, {}, { every: "200ms", missed: "all" }, { startAt });
+    await t.punctual.schedule("broken", broken, {}, { every: "200ms", missed: "all" }, { startAt });
     const worker = startWorker({ tasks: [broken] });
     await collect(worker, "job:failed", 2);
     await worker.stop();
@@ -105,7 +86,7 @@ describe("running a schedule", () => {
       },
     });
     const startAt = new Date(Date.now() + 20);
-    await punctual.schedule("flaky", flaky, {}, { every: "1h" }, { startAt });
+    await t.punctual.schedule("flaky", flaky, {}, { every: "1h" }, { startAt });
     const worker = startWorker({ tasks: [flaky], backoff: { baseMs: 1 } });
     await next(worker, "job:succeeded");
     expect(runs.map((r) => [iso(r.slot!), r.attempt])).toEqual([
@@ -121,10 +102,10 @@ describe("running a schedule", () => {
     let release!: () => void;
     const gate = new Promise<void>((resolve) => (release = resolve));
     const slow = defineTask({ name: "slow-periodic", payload: z.object({}), run: () => gate });
-    await punctual.schedule("slow", slow, {}, { every: "100ms" }, { startAt: new Date() });
+    await t.punctual.schedule("slow", slow, {}, { every: "100ms" }, { startAt: new Date() });
     const worker = startWorker({ tasks: [slow] });
     await next(worker, "job:claimed");
-    expect(await punctual.cancel("slow")).toMatchObject({ state: "running" });
+    expect(await t.punctual.cancel("slow")).toMatchObject({ state: "running" });
     const succeeded = next(worker, "job:succeeded");
     release();
     await succeeded;
@@ -137,15 +118,15 @@ describe("changing schedules", () => {
   const daily = defineTask({ name: "daily", payload: z.object({ v: z.number() }), run: () => {} });
 
   it("a changed rule moves the pending occurrence; a changed payload alone does not", async () => {
-    const first = await punctual.schedule("daily:1", daily, { v: 1 }, { cron: "0 8 * * *", tz: "Europe/Paris" });
+    const first = await t.punctual.schedule("daily:1", daily, { v: 1 }, { cron: "0 8 * * *", tz: "Europe/Paris" });
     expect(first.outcome).toBe("inserted");
-    const moved = await punctual.schedule("daily:1", daily, { v: 1 }, { cron: "0 9 * * *", tz: "Europe/Paris" });
+    const moved = await t.punctual.schedule("daily:1", daily, { v: 1 }, { cron: "0 9 * * *", tz: "Europe/Paris" });
     expect(moved).toMatchObject({ id: first.id, outcome: "updated" });
     expect(moved.slotAt!.getTime() - first.slotAt!.getTime()).toBe(3_600_000);
-    const repaid = await punctual.schedule("daily:1", daily, { v: 2 }, { cron: "0 9 * * *", tz: "Europe/Paris" });
+    const repaid = await t.punctual.schedule("daily:1", daily, { v: 2 }, { cron: "0 9 * * *", tz: "Europe/Paris" });
     expect(repaid).toMatchObject({ id: first.id, outcome: "updated" });
     expect(repaid.slotAt).toEqual(moved.slotAt);
-    const same = await punctual.schedule("daily:1", daily, { v: 2 }, { cron: "0 9 * * *", tz: "Europe/Paris" });
+    const same = await t.punctual.schedule("daily:1", daily, { v: 2 }, { cron: "0 9 * * *", tz: "Europe/Paris" });
     expect(same).toMatchObject({ id: first.id, outcome: "unchanged" });
     const rows = await rowsOf("daily:1");
     expect(rows).toHaveLength(1);
@@ -156,10 +137,10 @@ describe("changing schedules", () => {
     let release!: () => void;
     const gate = new Promise<void>((resolve) => (release = resolve));
     const held = defineTask({ name: "held", payload: z.object({ v: z.number() }), run: () => gate });
-    await punctual.schedule("held", held, { v: 1 }, { every: "1h" }, { startAt: new Date() });
+    await t.punctual.schedule("held", held, { v: 1 }, { every: "1h" }, { startAt: new Date() });
     const worker = startWorker({ tasks: [held] });
     await next(worker, "job:claimed");
-    await punctual.schedule("held", held, { v: 2 }, { cron: "0 8 * * *", tz: "Asia/Tokyo" });
+    await t.punctual.schedule("held", held, { v: 2 }, { cron: "0 8 * * *", tz: "Asia/Tokyo" });
     const placed = next(worker, "job:placed");
     release();
     const [, { slot }] = await placed;
@@ -167,7 +148,7 @@ describe("changing schedules", () => {
     expect(rows.map((r) => r.state)).toEqual(["succeeded", "pending"]);
     expect(rows[1]).toMatchObject({ payload: { v: 2 }, cron: "0 8 * * *", tz: "Asia/Tokyo", attempts: 0 });
     expect(rows[1].slot_at).toEqual(slot);
-    const { rows: local } = await db.pool.query("select to_char($1::timestamptz at time zone 'Asia/Tokyo', 'HH24:MI') as t", [slot]);
+    const { rows: local } = await t.db.pool.query("select to_char($1::timestamptz at time zone 'Asia/Tokyo', 'HH24:MI') as t", [slot]);
     expect(local[0].t).toBe("08:00");
   });
 });
@@ -178,7 +159,7 @@ describe("missed runs after an outage", () => {
 
   it("once (default): the overdue occurrence runs once, late; then the first slot after now", async () => {
     const startAt = outage(10.5);
-    await punctual.schedule("missed:once", tick, { label: "once" }, { every: "1m" }, { startAt });
+    await t.punctual.schedule("missed:once", tick, { label: "once" }, { every: "1m" }, { startAt });
     const worker = startWorker({ tasks: [tick] });
     await next(worker, "job:succeeded");
     expect(runs).toEqual([{ slot: startAt, late: true, attempt: 1 }]);
@@ -189,7 +170,7 @@ describe("missed runs after an outage", () => {
 
   it("skip: the missed occurrence does not run; the schedule moves to the first slot after now", async () => {
     const startAt = outage(10.5);
-    await punctual.schedule("missed:skip", tick, { label: "skip" }, { every: "1m", missed: "skip" }, { startAt });
+    await t.punctual.schedule("missed:skip", tick, { label: "skip" }, { every: "1m", missed: "skip" }, { startAt });
     const worker = startWorker({ tasks: [tick] });
     const [, { slot, next: nextSlot }] = await next(worker, "job:skipped");
     expect(slot).toEqual(startAt);
@@ -202,7 +183,7 @@ describe("missed runs after an outage", () => {
 
   it("all: each missed slot runs in turn, then the schedule is back on time", async () => {
     const startAt = outage(2.5);
-    await punctual.schedule("missed:all", tick, { label: "all" }, { every: "1m", missed: "all" }, { startAt });
+    await t.punctual.schedule("missed:all", tick, { label: "all" }, { every: "1m", missed: "all" }, { startAt });
     const worker = startWorker({ tasks: [tick] });
     await collect(worker, "job:succeeded", 3);
     expect(runs.map((r) => (r.slot!.getTime() - startAt.getTime()) / 60_000)).toEqual([0, 1, 2]);
@@ -214,7 +195,7 @@ describe("missed runs after an outage", () => {
 
 describe("schedules from SQL", () => {
   it("punctual.schedule writes a row that a worker places on its first slot", async () => {
-    await db.pool.query(
+    await t.db.pool.query(
       `select punctual.schedule('todo-email:7', 'tick', '{"label": "sql"}', cron => '0 8 * * *', tz => 'America/New_York')`,
     );
     const worker = startWorker({ tasks: [tick] });
@@ -222,7 +203,7 @@ describe("schedules from SQL", () => {
     expect(runs).toEqual([]);
     const [row] = await rowsOf("todo-email:7");
     expect(row).toMatchObject({ state: "pending", attempts: 0, slot_at: slot, run_at: slot });
-    const { rows } = await db.pool.query(
+    const { rows } = await t.db.pool.query(
       "select to_char($1::timestamptz at time zone 'America/New_York', 'HH24:MI') as t, $1::timestamptz > now() as future, $1::timestamptz <= now() + interval '25 hours' as soon",
       [slot],
     );
@@ -230,7 +211,7 @@ describe("schedules from SQL", () => {
   });
 
   it("an invalid cron written by SQL fails clearly and ends the schedule", async () => {
-    await db.pool.query(`select punctual.schedule('bad-cron', 'tick', '{"label": "x"}', cron => '0 25 * * *')`);
+    await t.db.pool.query(`select punctual.schedule('bad-cron', 'tick', '{"label": "x"}', cron => '0 25 * * *')`);
     const worker = startWorker({ tasks: [tick] });
     const [, { error }] = await next(worker, "job:failed");
     expect(error.message).toMatch(/^rule: cannot be evaluated: .*25/);
@@ -248,7 +229,7 @@ describe("declared schedules", () => {
   ];
 
   it("ten reconcilers at once leave exactly one live row per key", async () => {
-    const pools = Array.from({ length: 10 }, () => new pg.Pool({ connectionString: db.url, max: 1 }));
+    const pools = Array.from({ length: 10 }, () => new pg.Pool({ connectionString: t.db.url, max: 1 }));
     try {
       const results = await Promise.all(pools.map((pool) => createClient({ executor: pool }).reconcileSchedules(declared)));
       expect(results.reduce((sum, r) => sum + r.inserted, 0)).toBe(3);
@@ -256,7 +237,7 @@ describe("declared schedules", () => {
     } finally {
       await Promise.all(pools.map((p) => p.end()));
     }
-    const { rows } = await db.pool.query(
+    const { rows } = await t.db.pool.query(
       "select key, count(*)::int as live from punctual.jobs where state in ('pending', 'running') group by key order by key",
     );
     expect(rows).toEqual([
@@ -267,11 +248,11 @@ describe("declared schedules", () => {
   });
 
   it("updates changed ones, ends undeclared ones, and never touches runtime schedules", async () => {
-    await punctual.reconcileSchedules(declared);
-    await punctual.schedule("user-made", plans, {}, { every: "1h" });
+    await t.punctual.reconcileSchedules(declared);
+    await t.punctual.schedule("user-made", plans, {}, { every: "1h" });
     const changed = [declared[0]!, { ...declared[1]!, payload: { batch: 100 } }];
-    expect(await punctual.reconcileSchedules(changed)).toEqual({ inserted: 0, updated: 1, unchanged: 1, removed: 1 });
-    const { rows } = await db.pool.query("select key, state, payload, declared from punctual.jobs order by key");
+    expect(await t.punctual.reconcileSchedules(changed)).toEqual({ inserted: 0, updated: 1, unchanged: 1, removed: 1 });
+    const { rows } = await t.db.pool.query("select key, state, payload, declared from punctual.jobs order by key");
     expect(rows).toEqual([
       { key: "expired-plans", state: "pending", payload: {}, declared: true },
       { key: "extract-todos", state: "pending", payload: { batch: 100 }, declared: true },
@@ -283,7 +264,7 @@ describe("declared schedules", () => {
   it("a worker given schedules reconciles them at start", async () => {
     const worker = startWorker({ tasks: [plans, todos], schedules: declared });
     await next(worker, "worker:poll");
-    expect((await db.pool.query("select count(*)::int as n from punctual.jobs where declared")).rows[0].n).toBe(3);
+    expect((await t.db.pool.query("select count(*)::int as n from punctual.jobs where declared")).rows[0].n).toBe(3);
   });
 });
 
@@ -298,10 +279,10 @@ describe("per-user schedules", () => {
       rule: { cron: "0 8 * * *", tz: zones[userId % zones.length]! },
     }));
     const before = new Date();
-    const results = await punctual.scheduleMany(specs);
+    const results = await t.punctual.scheduleMany(specs);
     expect(results.filter((r) => r.outcome === "inserted")).toHaveLength(5000);
     // Checked with PostgreSQL's own time-zone rules, independently of ours.
-    const { rows } = await db.pool.query(
+    const { rows } = await t.db.pool.query(
       `select count(*)::int as total,
               count(*) filter (where to_char(slot_at at time zone tz, 'HH24:MI:SS') = '08:00:00')::int as at_eight,
               count(*) filter (where slot_at > $1 and slot_at <= $1::timestamptz + interval '25 hours')::int as next_one,

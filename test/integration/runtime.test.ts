@@ -1,34 +1,15 @@
 import pg from "pg";
-import { pino } from "pino";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { z } from "zod";
-import { createClient, createWorker, defineTask, type Client, type Worker, type WorkerOptions } from "../../src/index.js";
+import { defineTask, type Worker } from "../../src/index.js";
 import { toQueryable } from "../../src/executor.js";
 import { LeaseRescuer } from "../../src/maintenance/lease-rescuer.js";
 import { Pruner } from "../../src/maintenance/pruner.js";
-import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { workerHarness } from "../support/worker-harness.js";
 import { collect, next } from "../support/events.js";
 
-let db: TestDatabase;
-let punctual: Client;
-const workers: Worker[] = [];
-
-beforeAll(async () => {
-  db = await createTestDatabase();
-  punctual = createClient({ executor: db.pool });
-});
-afterEach(async () => {
-  await Promise.all(workers.splice(0).map((w) => w.stop({ timeoutMs: 500 })));
-  await db.pool.query("truncate punctual.jobs");
-});
-afterAll(() => db.drop());
-
-function startWorker(options: Partial<WorkerOptions> & Pick<WorkerOptions, "tasks">): Worker {
-  const worker = createWorker({ connectionString: db.url, logger: pino({ level: "silent" }), ...options });
-  workers.push(worker);
-  void worker.start();
-  return worker;
-}
+const t = workerHarness({});
+const startWorker = t.startWorker;
 
 const quick = defineTask({ name: "quick", payload: z.object({ n: z.number().optional() }), run: () => {} });
 
@@ -38,11 +19,11 @@ describe("wake-ups", () => {
     await next(worker, "worker:poll"); // the first claim, at start, found nothing
     const reasons: string[] = [];
     worker.on("worker:poll", ({ reason, claimed }) => claimed > 0 && reasons.push(reason));
-    const { id, runAt } = await punctual.enqueue(quick, {}, { delay: 300 });
+    const { id, runAt } = await t.punctual.enqueue(quick, {}, { delay: 300 });
     await next(worker, "job:claimed");
     expect(reasons).toHaveLength(1);
     expect(["timer", "notify"]).toContain(reasons[0]);
-    const job = await punctual.get(id);
+    const job = await t.punctual.get(id);
     expect(job!.startedAt!.getTime()).toBeGreaterThanOrEqual(runAt.getTime());
     // A 10-minute poll interval could not have started it before the wake-up did.
     expect(job!.startedAt!.getTime() - runAt.getTime()).toBeLessThan(600_000);
@@ -52,24 +33,24 @@ describe("wake-ups", () => {
     const worker = startWorker({ tasks: [quick], pollIntervalMs: 600_000 });
     await next(worker, "worker:poll");
     const poll = next(worker, "worker:poll", ({ claimed }) => claimed > 0);
-    await punctual.enqueue(quick, {});
+    await t.punctual.enqueue(quick, {});
     expect((await poll)[0].reason).toBe("notify");
   });
 
   it("a bulk insert sends one notification, not one per row", async () => {
-    const listener = new pg.Client({ connectionString: db.url });
+    const listener = new pg.Client({ connectionString: t.db.url });
     await listener.connect();
     const payloads: string[] = [];
     listener.on("notification", (m) => payloads.push(m.payload!));
     await listener.query("listen punctual_jobs");
-    await punctual.enqueueMany(Array.from({ length: 1000 }, (_, n) => ({ task: quick, payload: { n } })));
+    await t.punctual.enqueueMany(Array.from({ length: 1000 }, (_, n) => ({ task: quick, payload: { n } })));
     await listener.query("select 1"); // a round trip, after which the notification has arrived
     await listener.end();
     expect(payloads).toHaveLength(1);
   });
 
   it("poll-only mode (no LISTEN, for PgBouncer) still starts a known future job by timer", async () => {
-    await punctual.enqueue(quick, {}, { delay: 300 });
+    await t.punctual.enqueue(quick, {}, { delay: 300 });
     const worker = startWorker({ tasks: [quick], pollIntervalMs: 600_000, listen: false });
     const [{ reason }] = await next(worker, "worker:poll", ({ claimed }) => claimed > 0);
     expect(reason).toBe("timer");
@@ -90,14 +71,14 @@ describe("leases", () => {
           }),
         ),
     });
-    const { id } = await punctual.enqueue(held, {});
+    const { id } = await t.punctual.enqueue(held, {});
     const worker = startWorker({ tasks: [held], heartbeatIntervalMs: 20 });
     await next(worker, "job:claimed");
-    await db.pool.query("update punctual.jobs set locked_by = 'another-worker' where id = $1", [id]);
+    await t.db.pool.query("update punctual.jobs set locked_by = 'another-worker' where id = $1", [id]);
     const [lost] = await next(worker, "job:lost");
     expect(lost.id).toBe(id);
     expect(String(aborted)).toMatch(/lease lost/);
-    expect(await punctual.get(id)).toMatchObject({ state: "running", lockedBy: "another-worker", lastError: null });
+    expect(await t.punctual.get(id)).toMatchObject({ state: "running", lockedBy: "another-worker", lastError: null });
   });
 
   it("cancel while running aborts the handler's signal", async () => {
@@ -107,29 +88,29 @@ describe("leases", () => {
       run: (_p, { signal }) =>
         new Promise((_resolve, reject) => signal.addEventListener("abort", () => reject(signal.reason))),
     });
-    await punctual.enqueue(held, {}, { key: "cancel-me" });
+    await t.punctual.enqueue(held, {}, { key: "cancel-me" });
     const worker = startWorker({ tasks: [held], heartbeatIntervalMs: 20 });
     await next(worker, "job:claimed");
-    await punctual.cancel("cancel-me");
+    await t.punctual.cancel("cancel-me");
     const [, { error, state }] = await next(worker, "job:failed");
     expect(error.message).toBe("cancelled");
     expect(state).toBe("cancelled");
-    expect((await punctual.get("cancel-me"))?.state).toBe("cancelled");
+    expect((await t.punctual.get("cancel-me"))?.state).toBe("cancelled");
   });
 
   it("leases are renewed while a handler runs longer than the lease", async () => {
     let release!: () => void;
     const gate = new Promise<void>((resolve) => (release = resolve));
     const long = defineTask({ name: "long", payload: z.object({}), run: () => gate });
-    const { id } = await punctual.enqueue(long, {});
+    const { id } = await t.punctual.enqueue(long, {});
     const worker = startWorker({ tasks: [long], leaseMs: 300, heartbeatIntervalMs: 50, rescueIntervalMs: 50 });
     await next(worker, "job:claimed");
-    const first = (await punctual.get(id))!.lockedUntil!;
+    const first = (await t.punctual.get(id))!.lockedUntil!;
     // Wait for renewals through the lease's own time: it moves forward, and nobody rescues it.
     for (let i = 0; i < 3; i++) {
       await new Promise<void>((resolve) => {
         const check = setInterval(async () => {
-          const until = (await punctual.get(id))!.lockedUntil;
+          const until = (await t.punctual.get(id))!.lockedUntil;
           if (until && until.getTime() > first.getTime() + (i + 1) * 300) {
             clearInterval(check);
             resolve();
@@ -139,22 +120,22 @@ describe("leases", () => {
     }
     release();
     await next(worker, "job:succeeded");
-    expect(await punctual.get(id)).toMatchObject({ state: "succeeded", attempts: 1 });
+    expect(await t.punctual.get(id)).toMatchObject({ state: "succeeded", attempts: 1 });
   });
 
   it("rescue takes expired leases back in bounded batches; a periodic one that ends gets its successor", async () => {
     const rows = Array.from({ length: 25 }, (_, n) => `('quick', '{"n": ${n}}', 'running', 1, 5, 'dead', now() - interval '1 minute')`);
-    await db.pool.query(
+    await t.db.pool.query(
       `insert into punctual.jobs (task, payload, state, attempts, max_attempts, locked_by, locked_until) values ${rows.join(",")}`,
     );
-    await db.pool.query(
+    await t.db.pool.query(
       `insert into punctual.jobs (task, key, every_ms, slot_at, state, attempts, max_attempts, locked_by, locked_until)
        values ('quick', 'periodic', 60000, now() - interval '2 minutes', 'running', 3, 3, 'dead', now() - interval '1 minute'),
               ('quick', 'alive', null, null, 'running', 1, 5, 'alive-worker', now() + interval '1 hour')`,
     );
-    const counts = await new LeaseRescuer(toQueryable(db.pool), 10).runOnce();
+    const counts = await new LeaseRescuer(toQueryable(t.db.pool), 10).runOnce();
     expect(counts).toMatchObject({ rescued: 26, ended: 1 });
-    const { rows: after } = await db.pool.query(
+    const { rows: after } = await t.db.pool.query(
       "select key, state, count(*)::int as n, bool_and(locked_by is null) as unlocked from punctual.jobs group by key, state order by key, state",
     );
     expect(after).toEqual([
@@ -168,16 +149,16 @@ describe("leases", () => {
 
 describe("retention", () => {
   it("prunes finished rows past retention in batches and leaves live and recent rows alone", async () => {
-    await db.pool.query(`
+    await t.db.pool.query(`
       insert into punctual.jobs (task, state, finished_at)
       select 'quick', (array['succeeded', 'failed', 'cancelled'])[1 + g % 3]::punctual.job_state, now() - interval '2 days'
       from generate_series(1, 250) g`);
-    await db.pool.query(`insert into punctual.jobs (task, state, finished_at) select 'quick', 'succeeded', now() from generate_series(1, 10)`);
-    await db.pool.query(`insert into punctual.jobs (task, state) select 'quick', 'pending' from generate_series(1, 10)`);
-    await db.pool.query(`insert into punctual.jobs (task, state, locked_by, locked_until) select 'quick', 'running', 'w', now() + interval '1 hour' from generate_series(1, 5)`);
-    const counts = await new Pruner(toQueryable(db.pool), 86_400_000, 100).runOnce();
+    await t.db.pool.query(`insert into punctual.jobs (task, state, finished_at) select 'quick', 'succeeded', now() from generate_series(1, 10)`);
+    await t.db.pool.query(`insert into punctual.jobs (task, state) select 'quick', 'pending' from generate_series(1, 10)`);
+    await t.db.pool.query(`insert into punctual.jobs (task, state, locked_by, locked_until) select 'quick', 'running', 'w', now() + interval '1 hour' from generate_series(1, 5)`);
+    const counts = await new Pruner(toQueryable(t.db.pool), 86_400_000, 100).runOnce();
     expect(counts).toEqual({ deleted: 250, batches: 3 });
-    const { rows } = await db.pool.query("select state, count(*)::int as n from punctual.jobs group by state order by state");
+    const { rows } = await t.db.pool.query("select state, count(*)::int as n from punctual.jobs group by state order by state");
     expect(rows).toEqual([
       { state: "pending", n: 10 },
       { state: "running", n: 5 },
@@ -186,7 +167,7 @@ describe("retention", () => {
   });
 
   it("workers prune on their own", async () => {
-    await db.pool.query(`insert into punctual.jobs (task, state, finished_at) select 'quick', 'succeeded', now() - interval '1 hour' from generate_series(1, 30)`);
+    await t.db.pool.query(`insert into punctual.jobs (task, state, finished_at) select 'quick', 'succeeded', now() - interval '1 hour' from generate_series(1, 30)`);
     const worker = startWorker({ tasks: [quick], retention: "1m", pruneIntervalMs: 20 });
     const [counts] = await next(worker, "worker:pruned");
     expect(counts.deleted).toBe(30);
@@ -197,7 +178,7 @@ describe("retention", () => {
 function allSucceeded(worker: Worker, n: number): Promise<void> {
   return new Promise((resolve) => {
     const check = async () => {
-      const { rows } = await db.pool.query("select count(*)::int as n from punctual.jobs where state = 'succeeded'").catch(() => ({ rows: [{ n: 0 }] }));
+      const { rows } = await t.db.pool.query("select count(*)::int as n from punctual.jobs where state = 'succeeded'").catch(() => ({ rows: [{ n: 0 }] }));
       if (rows[0].n === n) {
         worker.off("job:succeeded", check).off("job:lost", check).off("job:rescued", check);
         resolve();
@@ -220,10 +201,10 @@ describe("connection faults", () => {
     const worker = startWorker({ tasks: [work], pollIntervalMs: 50, leaseMs: 1000, heartbeatIntervalMs: 100, rescueIntervalMs: 100 });
     worker.on("worker:error", () => {}); // expected while connections die
     const firstFifty = collect(worker, "job:succeeded", 50);
-    await punctual.enqueueMany(Array.from({ length: 300 }, (_, n) => ({ task: work, payload: { n } })));
+    await t.punctual.enqueueMany(Array.from({ length: 300 }, (_, n) => ({ task: work, payload: { n } })));
     await firstFifty;
     const reconnected = next(worker, "worker:listening", ({ reconnected }) => reconnected);
-    const admin = new pg.Client({ connectionString: db.url });
+    const admin = new pg.Client({ connectionString: t.db.url });
     await admin.connect();
     const { rows } = await admin.query(
       "select count(pg_terminate_backend(pid))::int as killed from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()",
@@ -232,7 +213,7 @@ describe("connection faults", () => {
     expect(rows[0].killed).toBeGreaterThan(1);
     await reconnected;
     await allSucceeded(worker, 300);
-    const { rows: states } = await db.pool.query("select state, count(*)::int as n from punctual.jobs group by state");
+    const { rows: states } = await t.db.pool.query("select state, count(*)::int as n from punctual.jobs group by state");
     expect(states).toEqual([{ state: "succeeded", n: 300 }]);
   });
 });

@@ -1,37 +1,12 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { z } from "zod";
-import { pino } from "pino";
-import { createClient, createWorker, defineTask, type Client, type Worker, type WorkerOptions } from "../../src/index.js";
-import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { defineTask } from "../../src/index.js";
+import { workerHarness } from "../support/worker-harness.js";
 import { collect, next } from "../support/events.js";
 import { noop } from "../fixtures/tasks.js";
 
-let db: TestDatabase;
-let punctual: Client;
-const workers: Worker[] = [];
-
-beforeAll(async () => {
-  db = await createTestDatabase();
-  punctual = createClient({ executor: db.pool });
-});
-afterEach(async () => {
-  await Promise.all(workers.splice(0).map((w) => w.stop({ timeoutMs: 1000 })));
-  await db.pool.query("truncate punctual.jobs");
-});
-afterAll(() => db.drop());
-
-function startWorker(options: Partial<WorkerOptions> & Pick<WorkerOptions, "tasks">): Worker {
-  const worker = createWorker({
-    connectionString: db.url,
-    pollIntervalMs: 20,
-    backoff: { baseMs: 1, maxMs: 5 },
-    logger: pino({ level: "silent" }),
-    ...options,
-  });
-  workers.push(worker);
-  void worker.start();
-  return worker;
-}
+const t = workerHarness({ pollIntervalMs: 20, backoff: { baseMs: 1, maxMs: 5 } });
+const startWorker = t.startWorker;
 
 describe("running jobs", () => {
   it("runs a job with its parsed payload and records success", async () => {
@@ -41,12 +16,12 @@ describe("running jobs", () => {
       payload: z.object({ name: z.string(), times: z.coerce.number() }),
       run: (payload, { job }) => void seen.push({ payload, attempt: job.attempt }),
     });
-    const { id } = await punctual.enqueue(greet, { name: "Ada", times: "2" });
+    const { id } = await t.punctual.enqueue(greet, { name: "Ada", times: "2" });
     const worker = startWorker({ tasks: [greet] });
     const [event] = await next(worker, "job:succeeded");
     expect(event.id).toBe(id);
     expect(seen).toEqual([{ payload: { name: "Ada", times: 2 }, attempt: 1 }]);
-    const job = await punctual.get(id);
+    const job = await t.punctual.get(id);
     expect(job).toMatchObject({ state: "succeeded", attempts: 1, lockedBy: null });
     expect(job?.finishedAt).toBeInstanceOf(Date);
   });
@@ -61,12 +36,12 @@ describe("running jobs", () => {
         if (calls < 3) throw new Error(`boom ${calls}`);
       },
     });
-    const { id } = await punctual.enqueue(flaky, {});
+    const { id } = await t.punctual.enqueue(flaky, {});
     const worker = startWorker({ tasks: [flaky] });
     const retried = collect(worker, "job:retried", 2);
     await collect(worker, "job:succeeded", 1);
     expect((await retried).map(([, { error }]) => error.message)).toEqual(["boom 1", "boom 2"]);
-    expect(await punctual.get(id)).toMatchObject({ state: "succeeded", attempts: 3, lastError: "boom 2" });
+    expect(await t.punctual.get(id)).toMatchObject({ state: "succeeded", attempts: 3, lastError: "boom 2" });
   });
 
   it("one that always fails ends failed with its last error and stack stored", async () => {
@@ -78,22 +53,22 @@ describe("running jobs", () => {
         throw new TypeError(`attempt ${job.attempt} cannot work`);
       },
     });
-    const { id } = await punctual.enqueue(broken, {});
+    const { id } = await t.punctual.enqueue(broken, {});
     const worker = startWorker({ tasks: [broken] });
     const [, { error, state }] = await next(worker, "job:failed");
     expect(state).toBe("failed");
     expect(error.message).toBe("attempt 3 cannot work");
-    const job = await punctual.get(id);
+    const job = await t.punctual.get(id);
     expect(job).toMatchObject({ state: "failed", attempts: 3, lastError: "attempt 3 cannot work" });
     expect(job?.lastErrorStack).toContain("TypeError: attempt 3 cannot work");
   });
 
   it("backs off between retries: the retried job is due later than it failed", async () => {
     const once = defineTask({ name: "fails-once", payload: z.object({}), run: () => Promise.reject(new Error("no")) });
-    const { id } = await punctual.enqueue(once, {}, { maxAttempts: 2 });
+    const { id } = await t.punctual.enqueue(once, {}, { maxAttempts: 2 });
     const worker = startWorker({ tasks: [once], backoff: { baseMs: 3_600_000 } });
     const [, { runAt }] = await next(worker, "job:retried");
-    const job = await punctual.get(id);
+    const job = await t.punctual.get(id);
     expect(job?.state).toBe("pending");
     // base one hour, jitter scales it into [30 min, 60 min]
     const delayMs = job!.runAt.getTime() - job!.updatedAt.getTime();
@@ -104,24 +79,24 @@ describe("running jobs", () => {
 
   it("a row written by SQL with a payload that fails the schema fails once, clearly, without retries", async () => {
     const strict = defineTask({ name: "strict", payload: z.object({ email: z.email() }), run: () => {} });
-    await db.pool.query(`select punctual.enqueue('strict', '{"email": "not-an-email"}', key => 'bad-row')`);
+    await t.db.pool.query(`select punctual.enqueue('strict', '{"email": "not-an-email"}', key => 'bad-row')`);
     const worker = startWorker({ tasks: [strict] });
     const [, { error }] = await next(worker, "job:failed");
     expect(error.message).toMatch(/^payload\.email: does not match task "strict"/);
-    expect(await punctual.get("bad-row")).toMatchObject({ state: "failed", attempts: 1 });
+    expect(await t.punctual.get("bad-row")).toMatchObject({ state: "failed", attempts: 1 });
   });
 
   it("does not claim jobs of tasks it does not know, nor of other queues, nor future ones", async () => {
-    await db.pool.query(`select punctual.enqueue('someone-elses-task', '{}', key => 'foreign')`);
-    await punctual.enqueue(noop, {}, { key: "other-queue", queue: "reports" });
-    await punctual.enqueue(noop, {}, { key: "later", delay: "1h" });
-    const { id } = await punctual.enqueue(noop, {}, { key: "mine" });
+    await t.db.pool.query(`select punctual.enqueue('someone-elses-task', '{}', key => 'foreign')`);
+    await t.punctual.enqueue(noop, {}, { key: "other-queue", queue: "reports" });
+    await t.punctual.enqueue(noop, {}, { key: "later", delay: "1h" });
+    const { id } = await t.punctual.enqueue(noop, {}, { key: "mine" });
     const worker = startWorker({ tasks: [noop] });
     const [event] = await next(worker, "job:succeeded");
     expect(event.id).toBe(id);
     // A claim after the job finished found nothing else it may take.
     await collect(worker, "worker:poll", 1, ({ claimed }) => claimed === 0);
-    const { rows } = await db.pool.query("select key, state from punctual.jobs where key <> 'mine' order by key");
+    const { rows } = await t.db.pool.query("select key, state from punctual.jobs where key <> 'mine' order by key");
     expect(rows).toEqual([
       { key: "foreign", state: "pending" },
       { key: "later", state: "pending" },
@@ -136,7 +111,7 @@ describe("running jobs", () => {
       payload: z.object({ priority: z.number() }),
       run: ({ priority }) => void order.push(priority),
     });
-    await punctual.enqueueMany([5, -3, 0, 10, -10].map((priority) => ({ task: ordered, payload: { priority }, priority })));
+    await t.punctual.enqueueMany([5, -3, 0, 10, -10].map((priority) => ({ task: ordered, payload: { priority }, priority })));
     const worker = startWorker({ tasks: [ordered], concurrency: 1 });
     await collect(worker, "job:succeeded", 5);
     expect(order).toEqual([-10, -3, 0, 5, 10]);
@@ -155,7 +130,7 @@ describe("running jobs", () => {
         active -= 1;
       },
     });
-    await punctual.enqueueMany(Array.from({ length: 50 }, () => ({ task: busy, payload: {} })));
+    await t.punctual.enqueueMany(Array.from({ length: 50 }, () => ({ task: busy, payload: {} })));
     const worker = startWorker({ tasks: [busy], concurrency: 4 });
     await collect(worker, "job:succeeded", 50);
     expect(peak).toBe(4);
@@ -167,15 +142,15 @@ describe("stop", () => {
     let release!: () => void;
     const gate = new Promise<void>((resolve) => (release = resolve));
     const slow = defineTask({ name: "slow", payload: z.object({}), run: () => gate });
-    const { id } = await punctual.enqueue(slow, {});
+    const { id } = await t.punctual.enqueue(slow, {});
     const worker = startWorker({ tasks: [slow] });
     await collect(worker, "job:claimed", 1);
     const stopped = worker.stop({ timeoutMs: 60_000 });
-    await punctual.enqueue(slow, {}, { key: "after-stop" });
+    await t.punctual.enqueue(slow, {}, { key: "after-stop" });
     release();
     await stopped;
-    expect((await punctual.get(id))?.state).toBe("succeeded");
-    expect((await punctual.get("after-stop"))?.state).toBe("pending");
+    expect((await t.punctual.get(id))?.state).toBe("succeeded");
+    expect((await t.punctual.get("after-stop"))?.state).toBe("pending");
   });
 
   it("past the timeout, aborts handlers through their signal and hands the jobs back to pending", async () => {
@@ -188,11 +163,11 @@ describe("stop", () => {
           signal.addEventListener("abort", () => (aborted = signal.reason));
         }),
     });
-    const { id } = await punctual.enqueue(stubborn, {});
+    const { id } = await t.punctual.enqueue(stubborn, {});
     const worker = startWorker({ tasks: [stubborn] });
     await collect(worker, "job:claimed", 1);
     await worker.stop({ timeoutMs: 50 });
     expect(String(aborted)).toMatch(/drain timeout/);
-    expect(await punctual.get(id)).toMatchObject({ state: "pending", lockedBy: null, attempts: 1 });
+    expect(await t.punctual.get(id)).toMatchObject({ state: "pending", lockedBy: null, attempts: 1 });
   });
 });
