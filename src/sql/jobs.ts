@@ -126,11 +126,17 @@ export async function jobClaim(
   db: Queryable,
   params: { workerId: string; queues: readonly string[]; tasks: readonly string[]; limit: number; leaseMs: number },
 ): Promise<ClaimedRow[]> {
+  // The limit is written into the text (one prepared statement per limit) so that
+  // PostgreSQL's cached generic plan knows it: with "limit $n" it would guess at a
+  // large share of the table and plan a scan of it. The ids are collected first, as
+  // an array, so the update is an index lookup of exactly those rows.
+  const limit = Math.trunc(params.limit);
+  if (!(limit >= 1)) throw new RangeError(`claim limit must be a positive integer, not ${params.limit}`);
   return db.query<ClaimedRow & Record<string, unknown>>(
     `update punctual.jobs as j
      set state = 'running', attempts = j.attempts + 1, locked_by = $1,
-         locked_until = now() + $5 * interval '1 millisecond', started_at = now(), updated_at = now()
-     from (
+         locked_until = now() + $4 * interval '1 millisecond', started_at = now(), updated_at = now()
+     where j.id = any(array(
        select due.id
        from generate_series(${PRIORITY_MIN}, ${PRIORITY_MAX}) as p(priority)
        cross join lateral (
@@ -138,15 +144,15 @@ export async function jobClaim(
          where state = 'pending' and priority = p.priority and run_at <= now()
            and queue = any($2::text[]) and task = any($3::text[])
          order by run_at, id
-         limit $4
+         limit ${limit}
          for update skip locked
        ) as due
-       limit $4
-     ) as claimed
-     where j.id = claimed.id
+       limit ${limit}
+     ))
      returning j.id, j.task, j.queue, j.payload, j.key, j.priority, j.run_at, j.attempts, j.max_attempts,
                j.cron, j.tz, j.every_ms, j.fixed_delay, j.missed, j.slot_at`,
-    [params.workerId, params.queues, params.tasks, params.limit, params.leaseMs],
+    [params.workerId, params.queues, params.tasks, params.leaseMs],
+    `claim_${limit}`,
   );
 }
 
@@ -209,6 +215,7 @@ export async function jobCompleteMany(
      next as (${INSERT_NEXT_OCCURRENCE("done")})
      select id from done`,
     [workerId, JSON.stringify(jobs)],
+    "complete",
   );
   return rows.map((r) => Number(r.id));
 }
@@ -303,6 +310,7 @@ export async function jobRenewLeases(db: Queryable, workerId: string, ids: reado
      where id = any($2::bigint[]) and state = 'running' and locked_by = $1
      returning id, cancel_requested_at is not null as cancel_requested`,
     [workerId, ids, leaseMs],
+    "renew_leases",
   );
   return rows.map((r) => ({ id: Number(r.id), cancelRequested: r.cancel_requested }));
 }
@@ -383,6 +391,7 @@ export async function jobNextRunAt(db: Queryable, queues: readonly string[], tas
        ) as first
      ) as next_run_at, clock_timestamp() as now`,
     [queues, tasks],
+    "next_run_at",
   );
   return { nextRunAt: rows[0]!.next_run_at, dbNow: rows[0]!.now };
 }

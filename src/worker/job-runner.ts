@@ -31,7 +31,19 @@ export class JobRunner {
     private readonly emit: Emit,
   ) {}
 
-  async run(task: AnyTask, row: ClaimedRow, job: JobEvent, entry: Running, workerLogger: Logger): Promise<void> {
+  /**
+   * `handlerDone` is called as soon as the handler returned (or the row was placed),
+   * before the outcome is written: the slot is free for the next claim while the
+   * outcome waits for its batch.
+   */
+  async run(
+    task: AnyTask,
+    row: ClaimedRow,
+    job: JobEvent,
+    entry: Running,
+    workerLogger: Logger,
+    handlerDone: () => void,
+  ): Promise<void> {
     const logger = workerLogger.child({ job: job.id, task: job.task });
     const rule = ruleFromColumns(row);
     const fingerprint = { cron: row.cron, tz: row.tz, every_ms: row.every_ms, fixed_delay: row.fixed_delay };
@@ -49,6 +61,7 @@ export class JobRunner {
             ? nextOccurrence(rule, "skip", row.slot_at, now)
             : null;
         if (placeAt) {
+          handlerDone();
           const state = await this.outcomes.place({ id: job.id, slot: placeAt });
           if (state === "lost") this.emit("job:lost", job);
           else if (row.slot_at) {
@@ -96,6 +109,7 @@ export class JobRunner {
         }
       }
     }
+    handlerDone();
     if (entry.released) return;
     const next = { next_slot: this.nextSlot(rule, row, failure), ...fingerprint };
     if (!failure) {

@@ -170,7 +170,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
     // An idle client that loses its connection emits 'error' on the pool; without a
     // listener Node would exit. The next query gets a fresh connection.
     this.pool.on("error", (error) => this.reportError(error));
-    this.db = toQueryable(this.pool);
+    this.db = toQueryable(this.pool, { prepared: true });
     this.id = options.workerId ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
     this.logger = (options.logger ?? createLogger()).child({ worker: this.id });
     this.schedules = options.schedules;
@@ -288,8 +288,9 @@ export class Worker extends EventEmitter<WorkerEvents> {
       }
       if (this.stopping) break;
       if (free === 0 || claimed === free) {
-        // Every slot is busy, and more may be due: claim again when one frees up.
-        reason = await this.wait(null);
+        // Every slot was taken, and more may be due: claim again once one is free
+        // (handlers that returned already have freed theirs).
+        reason = this.running.size < this.options.concurrency ? "slot" : await this.wait(null);
         continue;
       }
       // Fewer due jobs than free slots: nothing more is claimable now. Ask when the
@@ -360,10 +361,12 @@ export class Worker extends EventEmitter<WorkerEvents> {
     const entry: Running = { job, controller: new AbortController(), released: false, done: Promise.resolve() };
     this.running.set(job.id, entry);
     const task = this.registry.get(row.task)!; // the claim only returns tasks we know
-    entry.done = this.runner.run(task, row, job, entry, this.logger).finally(() => {
-      this.running.delete(job.id);
+    // The slot frees when the handler returns; the outcome is written in a batch after.
+    const freeSlot = () => {
+      if (!this.running.delete(job.id)) return;
       if (this.waitingForSlot) this.wake?.("slot");
-    });
+    };
+    entry.done = this.runner.run(task, row, job, entry, this.logger, freeSlot).finally(freeSlot);
   }
 
   /**

@@ -14,7 +14,7 @@ const journal = JSON.parse(readFileSync(new URL("../../drizzle/meta/_journal.jso
 const EXPECTED = {
   migrations: journal.entries.length,
   tables: ["jobs", "migrations"],
-  functions: ["enqueue", "enqueue_many", "notify_pending", "schedule", "schedule_many"],
+  functions: ["enqueue", "enqueue_many", "notify_pending", "notify_pending_row", "schedule", "schedule_many"],
 };
 
 async function schemaState(database: TestDatabase) {
