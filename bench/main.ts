@@ -1,100 +1,448 @@
 /**
- * `npm run bench` (`-- --quick` for a short run): Punctual's own numbers on this
- * machine. Peers (graphile-worker, pg-boss, BullMQ) side by side are still to come.
- * Uses DATABASE_URL, else an embedded PostgreSQL, and a fresh database per run.
+ * `npm run bench`: the same workloads against Punctual and its peers (graphile-worker,
+ * pg-boss, BullMQ on PostgreSQL and on Redis), on one PostgreSQL server, in one run,
+ * alternating the order of systems so machine noise hits all of them. Prints a table
+ * with Punctual's ratio to the best peer and writes it to BENCHMARKS.md.
+ *
+ *   npm run bench                      full run (about an hour, mostly the 10-minute steady states)
+ *   npm run bench -- --quick           a few minutes
+ *   npm run bench -- --systems=punctual,graphile-worker --workloads=process,lateness
+ *   npm run bench -- --out=FILE        write the report elsewhere (default BENCHMARKS.md)
+ *
+ * PostgreSQL: DATABASE_URL, else an embedded server. Redis: REDIS_URL, else
+ * redis://127.0.0.1:6379 (BullMQ on Redis is skipped when it does not answer).
  */
-import { cpus } from "node:os";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
+import { cpus, totalmem, tmpdir } from "node:os";
 import path from "node:path";
 import pg from "pg";
-import { pino } from "pino";
-import { z } from "zod";
+import { Redis } from "ioredis";
 import { startDevDatabase } from "../dev/database.js";
-import { createClient, createWorker, defineTask, migrate } from "../src/index.js";
+import { Fleet } from "./lib/fleet.js";
+import { latencySummary, postgresCpu, sleep } from "./lib/measure.js";
+import { loadSystem, SYSTEM_IDS } from "./lib/systems.js";
+import type { BenchContext, BenchPayload, SystemHandle, SystemModule } from "./systems/types.js";
 
-const quick = process.argv.includes("--quick");
-const N = quick ? 5_000 : 20_000;
-const LATE_JOBS = quick ? 300 : 1_000;
-const LATE_SPREAD_MS = quick ? 3_000 : 10_000;
+const argv = process.argv.slice(2);
+const flag = (name: string) => argv.find((a) => a.startsWith(`--${name}=`))?.split("=")[1];
+const quick = argv.includes("--quick");
+const WORKLOADS = ["enqueue", "process", "lateness", "periodic", "scale", "steady"] as const;
+type Workload = (typeof WORKLOADS)[number];
+const chosenWorkloads = (flag("workloads")?.split(",") ?? WORKLOADS) as Workload[];
+const chosenSystems = flag("systems")?.split(",") ?? [...SYSTEM_IDS];
+const outFile = flag("out") ?? "BENCHMARKS.md";
 
-const noop = defineTask({ name: "noop", payload: z.object({ n: z.number() }), run: () => {} });
-const silent = pino({ level: "silent" });
+/** Sizes and time bounds; --quick shrinks all of them. */
+const P = quick
+  ? { jobs: 5_000, runs: 1, processCapMs: 20_000, lateJobs: 300, lateSpreadMs: 3_000, periodicSchedules: 200, periodicMs: 15_000,
+      scaleFuture: 100_000, scaleFinished: 10_000, scaleJobs: 5_000, pickupJobs: 200, steadyMs: 30_000, steadyRate: 500, sampleMs: 5_000 }
+  : { jobs: 20_000, runs: 3, processCapMs: 60_000, lateJobs: 1_000, lateSpreadMs: 10_000, periodicSchedules: 200, periodicMs: 60_000,
+      scaleFuture: 1_000_000, scaleFinished: 100_000, scaleJobs: 20_000, pickupJobs: 1_000, steadyMs: 600_000, steadyRate: 500, sampleMs: 30_000 };
+
+for (const w of chosenWorkloads) if (!WORKLOADS.includes(w)) throw new Error(`unknown workload "${w}"; known: ${WORKLOADS.join(", ")}`);
+
+// ---------------------------------------------------------------------------------
+// Set-up: one PostgreSQL server, one fresh database per system.
 
 const server = await startDevDatabase({ dataDir: path.join(tmpdir(), `punctual-bench-${process.pid}`), persistent: false });
-const admin = new pg.Client({ connectionString: server.url });
-await admin.connect();
-const dbName = `punctual_bench_${process.pid}`;
-await admin.query(`create database "${dbName}"`);
-const url = new URL(server.url);
-url.pathname = `/${dbName}`;
-const dbUrl = url.toString();
-await migrate(dbUrl);
-const pool = new pg.Pool({ connectionString: dbUrl, max: 10 });
-const punctual = createClient({ executor: pool });
-const results: [string, string][] = [];
+const admin = new pg.Pool({ connectionString: server.url, max: 2 });
+const redisUrl = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 
-const reset = () => pool.query("truncate punctual.jobs");
-const commits = async () =>
-  Number((await pool.query("select xact_commit from pg_stat_database where datname = current_database()")).rows[0].xact_commit);
-
-// 1. Enqueue, one job per call, 8 callers.
-await reset();
-let t = performance.now();
-let next = 0;
-await Promise.all(
-  Array.from({ length: 8 }, async () => {
-    while (next < N) await punctual.enqueue(noop, { n: next++ });
-  }),
-);
-results.push(["enqueue, one job per call, 8 callers", `${Math.round(N / ((performance.now() - t) / 1000))} jobs/s`]);
-
-// 2. Enqueue through the batch API, 1,000 per call.
-await reset();
-t = performance.now();
-for (let i = 0; i < N; i += 1000) {
-  await punctual.enqueueMany(Array.from({ length: 1000 }, (_, k) => ({ task: noop, payload: { n: i + k } })));
+interface Entry {
+  system: SystemModule;
+  ctx: BenchContext;
+  dbName: string;
+  handle: SystemHandle;
 }
-results.push(["enqueue, batch API, 1,000 per call", `${Math.round(N / ((performance.now() - t) / 1000))} jobs/s`]);
+const entries: Entry[] = [];
+const skipped: string[] = [];
+for (const id of chosenSystems) {
+  const system = await loadSystem(id);
+  if (system.store === "redis" && !(await redisAnswers())) {
+    skipped.push(`${system.label}: no Redis at ${redisUrl}`);
+    continue;
+  }
+  const dbName = `punctual_bench_${id.replace(/-/g, "_")}`;
+  await admin.query(`drop database if exists "${dbName}" with (force)`);
+  await admin.query(`create database "${dbName}"`);
+  const url = new URL(server.url);
+  url.pathname = `/${dbName}`;
+  const ctx = { dbUrl: url.toString(), redisUrl };
+  log(`opening ${system.label}`);
+  entries.push({ system, ctx, dbName, handle: await system.open(ctx) });
+}
 
-// 3. Process pre-inserted jobs: one worker, concurrency 10, defaults.
-await pool.query("vacuum analyze punctual.jobs");
-const before = await commits();
-const worker = createWorker({ pool, tasks: [noop], concurrency: 10, logger: silent });
-let done = 0;
-const finished = new Promise<void>((resolve) => worker.on("job:succeeded", () => ++done === N && resolve()));
-t = performance.now();
-await worker.start();
-await finished;
-const seconds = (performance.now() - t) / 1000;
-await worker.stop();
-const txPerJob = ((await commits()) - before) / N;
-results.push(["process, 1 worker x 10, defaults", `${Math.round(N / seconds)} jobs/s, ${txPerJob.toFixed(2)} transactions/job`]);
+async function redisAnswers() {
+  const redis = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  try {
+    await redis.connect();
+    return (await redis.ping()) === "PONG";
+  } catch {
+    return false;
+  } finally {
+    redis.disconnect();
+  }
+}
 
-// 4. Lateness of future jobs: run_at spread over a few seconds, one idle worker.
-await reset();
-const lateWorker = createWorker({ pool, tasks: [noop], concurrency: 10, logger: silent });
-await lateWorker.start();
-let late = 0;
-const allLate = new Promise<void>((resolve) => lateWorker.on("job:succeeded", () => ++late === LATE_JOBS && resolve()));
-const start = Date.now() + 500;
-await punctual.enqueueMany(
-  Array.from({ length: LATE_JOBS }, (_, n) => ({ task: noop, payload: { n }, runAt: new Date(start + Math.random() * LATE_SPREAD_MS) })),
-);
-await allLate;
-await lateWorker.stop();
-const { rows } = await pool.query(
-  `select percentile_cont(array[0.5, 0.95, 0.99]) within group (order by ms) as p, max(ms) as max
-   from (select extract(epoch from started_at - run_at) * 1000 as ms from punctual.jobs) x`,
-);
-const [p50, p95, p99] = (rows[0].p as number[]).map((v) => v.toFixed(1));
-results.push([`future-job lateness (${LATE_JOBS} jobs over ${LATE_SPREAD_MS / 1000} s)`, `p50 ${p50} / p95 ${p95} / p99 ${p99} / max ${Number(rows[0].max).toFixed(1)} ms`]);
+// ---------------------------------------------------------------------------------
+// Results: rows of (workload, metric) by system, each with which direction is better.
 
-await pool.end();
-await admin.query(`drop database "${dbName}" with (force)`);
+type Better = "higher" | "lower" | "none";
+interface Row {
+  section: string;
+  metric: string;
+  better: Better;
+  values: Map<string, number[]>;
+  notes: Map<string, string>;
+  unit: string;
+}
+const rows: Row[] = [];
+function record(section: string, metric: string, unit: string, better: Better, system: SystemModule, value: number | null, note?: string) {
+  let row = rows.find((r) => r.section === section && r.metric === metric);
+  if (!row) rows.push((row = { section, metric, better, unit, values: new Map(), notes: new Map() }));
+  if (value !== null && Number.isFinite(value)) row.values.set(system.id, [...(row.values.get(system.id) ?? []), value]);
+  if (note) row.notes.set(system.id, note);
+}
+
+/** Each run goes through the systems in another order, so noise does not favour one. */
+function rotated<T>(items: readonly T[], run: number): T[] {
+  const k = run % items.length;
+  return [...items.slice(k), ...items.slice(0, k)];
+}
+
+function log(message: string) {
+  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}\n`);
+}
+
+const transactions = async (e: Entry) => {
+  if (e.system.store !== "postgres") return null;
+  const { rows: r } = await admin.query("select xact_commit + xact_rollback as n from pg_stat_database where datname = $1", [e.dbName]);
+  return Number(r[0].n);
+};
+
+async function vacuum(e: Entry) {
+  if (e.system.store !== "postgres") return;
+  const c = new pg.Client({ connectionString: e.ctx.dbUrl });
+  await c.connect();
+  await c.query("vacuum analyze");
+  await c.end();
+}
+
+const due = (n: number, t?: number): BenchPayload => (t === undefined ? { n } : { n, t });
+
+// ---------------------------------------------------------------------------------
+// 1. Enqueue: one job per call from 8 callers, and the batch API (1,000 per call).
+
+async function enqueue(e: Entry) {
+  await e.handle.reset();
+  let next = 0;
+  let t = performance.now();
+  const deadline = t + P.processCapMs;
+  await Promise.all(
+    Array.from({ length: 8 }, async () => {
+      while (next < P.jobs && performance.now() < deadline) await e.handle.enqueueOne(due(next++));
+    }),
+  );
+  record("Enqueue", "one job per call, 8 callers", "jobs/s", "higher", e.system, next / ((performance.now() - t) / 1000));
+  await e.handle.reset();
+  t = performance.now();
+  for (let i = 0; i < P.jobs; i += 1000) {
+    await e.handle.enqueueBatch(Array.from({ length: 1000 }, (_, k) => ({ payload: due(i + k) })));
+  }
+  record("Enqueue", "batch API, 1,000 per call", "jobs/s", "higher", e.system, P.jobs / ((performance.now() - t) / 1000));
+}
+
+// ---------------------------------------------------------------------------------
+// 2. Process pre-inserted jobs: jobs/s between the first and the last handler start,
+//    PostgreSQL transactions and CPU per job over the whole run.
+
+async function processJobs(e: Entry, processes: number, mode: "defaults" | "best", label: string) {
+  await e.handle.reset();
+  for (let i = 0; i < P.jobs; i += 1000) {
+    await e.handle.enqueueBatch(Array.from({ length: 1000 }, (_, k) => ({ payload: due(i + k) })));
+  }
+  await vacuum(e);
+  await sleep(1_100); // let the statistics of the inserts settle
+  const tx0 = await transactions(e);
+  const cpu = postgresCpu(e.dbName);
+  const fleet = await Fleet.start(e.system.id, e.ctx, processes, 10, mode);
+  const finished = await fleet.until(() => fleet.starts.length >= P.jobs, P.processCapMs);
+  const cpuSeconds = cpu();
+  await fleet.stop();
+  await sleep(1_100);
+  const tx1 = await transactions(e);
+  const times = fleet.starts.map((s) => s[3]).sort((a, b) => a - b);
+  const n = times.length;
+  const rate = n > 1 ? (n - 1) / ((times[n - 1]! - times[0]!) / 1000) : 0;
+  const note = finished ? undefined : `${n} of ${P.jobs} in ${P.processCapMs / 1000} s`;
+  record("Process", `${label}: jobs/s`, "jobs/s", "higher", e.system, rate, note);
+  if (tx0 !== null && tx1 !== null && n > 0) record("Process", `${label}: transactions per job`, "tx", "lower", e.system, (tx1 - tx0) / n);
+  if (cpuSeconds !== null && n > 0) record("Process", `${label}: PostgreSQL CPU per 1,000 jobs`, "ms", "lower", e.system, (cpuSeconds * 1e6) / n);
+}
+
+// ---------------------------------------------------------------------------------
+// 3. Lateness: jobs due at random instants over a few seconds, one worker running.
+
+async function lateness(e: Entry) {
+  await e.handle.reset();
+  const fleet = await Fleet.start(e.system.id, e.ctx, 1, 10, "best");
+  const start = Date.now() + 1_000;
+  const jobs = Array.from({ length: P.lateJobs }, (_, n) => {
+    const t = Math.round(start + Math.random() * P.lateSpreadMs);
+    return { payload: due(n, t), runAt: new Date(t) };
+  });
+  await e.handle.enqueueBatch(jobs);
+  const finished = await fleet.until(() => fleet.starts.length >= P.lateJobs, P.lateSpreadMs + 30_000);
+  await fleet.stop();
+  const late = latencySummary(fleet.starts.map(([, t, , at]) => at - t!));
+  const note = finished ? undefined : `${late.n} of ${P.lateJobs} ran`;
+  for (const [k, v] of [["p50", late.p50], ["p95", late.p95], ["p99", late.p99], ["max", late.max]] as const) {
+    record("Lateness", `future jobs, start - run_at, ${k}`, "ms", "lower", e.system, v, note);
+  }
+}
+
+// ---------------------------------------------------------------------------------
+// 4. Periodic: schedules firing every second on second boundaries, two workers. A fire
+//    belongs to the second it started in; inside the measured window every schedule
+//    should fire exactly once per second.
+
+async function periodic(e: Entry) {
+  if (!e.handle.schedulePerSecond) {
+    record("Periodic", "fires", "", "higher", e.system, null, e.system.periodicNote ?? "not supported");
+    return;
+  }
+  await e.handle.reset();
+  const fleet = await Fleet.start(e.system.id, e.ctx, 2, 10, "best");
+  await e.handle.schedulePerSecond(P.periodicSchedules);
+  const from = Math.ceil(Date.now() / 1000) * 1000 + 2_000; // first whole second after set-up settles
+  await sleep(from - Date.now() + P.periodicMs + 1_000);
+  await fleet.stop();
+  const to = from + P.periodicMs;
+  const fires = new Map<string, number>();
+  const late: number[] = [];
+  for (const [, , s, at] of fleet.starts) {
+    const slot = Math.floor(at / 1000) * 1000;
+    if (s === null || slot < from || slot >= to) continue;
+    fires.set(`${s}:${slot}`, (fires.get(`${s}:${slot}`) ?? 0) + 1);
+    late.push(at - slot);
+  }
+  const expected = P.periodicSchedules * (P.periodicMs / 1000);
+  const duplicates = [...fires.values()].reduce((sum, c) => sum + c - 1, 0);
+  const missed = expected - fires.size;
+  const l = latencySummary(late);
+  record("Periodic", `fires in ${P.periodicMs / 1000} s (expected ${expected.toLocaleString("en-US")})`, "", "none", e.system, late.length);
+  record("Periodic", "missed slots", "", "lower", e.system, missed);
+  record("Periodic", "duplicate fires", "", "lower", e.system, duplicates);
+  record("Periodic", "lateness p50", "ms", "lower", e.system, l.p50);
+  record("Periodic", "lateness p99", "ms", "lower", e.system, l.p99);
+  record("Periodic", "lateness max", "ms", "lower", e.system, l.max);
+  await e.handle.reset();
+}
+
+// ---------------------------------------------------------------------------------
+// 5. Scale: due-job throughput and pick-up latency with a table full of future and
+//    finished rows, against the same on an empty table.
+
+async function scaleRun(e: Entry) {
+  // Throughput: pre-inserted due jobs, one worker process.
+  for (let i = 0; i < P.scaleJobs; i += 1000) {
+    await e.handle.enqueueBatch(Array.from({ length: 1000 }, (_, k) => ({ payload: due(i + k) })));
+  }
+  let fleet = await Fleet.start(e.system.id, e.ctx, 1, 10, "best");
+  await fleet.until(() => fleet.starts.length >= P.scaleJobs, P.processCapMs);
+  await fleet.stop();
+  const times = fleet.starts.map((s) => s[3]).sort((a, b) => a - b);
+  const rate = (times.length - 1) / ((times.at(-1)! - times[0]!) / 1000);
+  // Pick-up: jobs enqueued one at a time at 100/s while a worker idles; start - enqueue.
+  fleet = await Fleet.start(e.system.id, e.ctx, 1, 10, "best");
+  for (let n = 0; n < P.pickupJobs; n++) {
+    await e.handle.enqueueOne(due(n, Date.now()));
+    await sleep(10);
+  }
+  await fleet.until(() => fleet.starts.length >= P.pickupJobs, 30_000);
+  await fleet.stop();
+  return { rate, pickup: latencySummary(fleet.starts.map(([, t, , at]) => at - t!)) };
+}
+
+async function scale(e: Entry) {
+  if (!e.handle.seedScale) {
+    record("Scale", "due jobs/s, empty table", "jobs/s", "higher", e.system, null, "no seeding");
+    return;
+  }
+  await e.handle.reset();
+  await vacuum(e);
+  const empty = await scaleRun(e);
+  await e.handle.reset();
+  const t = performance.now();
+  await e.handle.seedScale(P.scaleFuture, P.scaleFinished);
+  log(`  seeded ${P.scaleFuture} future + ${P.scaleFinished} finished in ${((performance.now() - t) / 1000).toFixed(0)} s`);
+  await vacuum(e);
+  const full = await scaleRun(e);
+  const rows = `${(P.scaleFuture / 1e6).toLocaleString("en-US")}M future + ${(P.scaleFinished / 1000).toLocaleString("en-US")}k finished rows`;
+  record("Scale", "due jobs/s, empty table", "jobs/s", "higher", e.system, empty.rate);
+  record("Scale", `due jobs/s, ${rows}`, "jobs/s", "higher", e.system, full.rate);
+  record("Scale", "throughput kept (full / empty)", "x", "higher", e.system, full.rate / empty.rate);
+  record("Scale", "pick-up p99, empty table", "ms", "lower", e.system, empty.pickup.p99);
+  record("Scale", `pick-up p99, ${rows}`, "ms", "lower", e.system, full.pickup.p99);
+  record("Scale", "pick-up p99 ratio (full / empty)", "x", "lower", e.system, full.pickup.p99 / empty.pickup.p99);
+  await e.handle.reset();
+}
+
+// ---------------------------------------------------------------------------------
+// 6. Steady state: a fixed offered load for a long while, two workers; throughput,
+//    end-to-end latency and storage sampled at intervals.
+
+async function steady(e: Entry) {
+  await e.handle.reset();
+  await vacuum(e);
+  const fleet = await Fleet.start(e.system.id, e.ctx, 2, 10, "best", 60_000);
+  const samples: { rate: number; p99: number; bytes: number; dead: number | null }[] = [];
+  const start = Date.now();
+  let n = 0;
+  let seen = 0;
+  let sampleAt = start + P.sampleMs;
+  const perTick = P.steadyRate / 10; // a batch every 100 ms
+  for (let tick = 1; Date.now() < start + P.steadyMs; tick++) {
+    const now = Date.now();
+    await e.handle.enqueueBatch(Array.from({ length: perTick }, () => ({ payload: due(n++, now) })));
+    if (Date.now() >= sampleAt) {
+      const window = fleet.starts.slice(seen);
+      seen = fleet.starts.length;
+      samples.push({
+        rate: window.length / (P.sampleMs / 1000),
+        p99: latencySummary(window.map(([, t, , at]) => at - t!)).p99,
+        bytes: await e.handle.storageBytes(),
+        dead: await e.handle.deadTuples(),
+      });
+      sampleAt += P.sampleMs;
+    }
+    await sleep(Math.max(0, start + tick * 100 - Date.now()));
+  }
+  await fleet.stop();
+  const first = samples[0]!;
+  const last = samples.at(-1)!;
+  const mb = (b: number) => b / 1024 / 1024;
+  const load = `${P.steadyRate}/s for ${P.steadyMs / 60_000} min`;
+  record("Steady state", `${load}: jobs/s, first / last sample`, "", "none", e.system, null, `${first.rate.toFixed(0)} / ${last.rate.toFixed(0)}`);
+  record("Steady state", "latency p99 (start - enqueue), first / last / worst sample", "ms", "none", e.system, null,
+    `${first.p99.toFixed(0)} / ${last.p99.toFixed(0)} / ${Math.max(...samples.map((s) => s.p99)).toFixed(0)} ms`);
+  record("Steady state", "storage, first / last / largest sample", "MB", "none", e.system, null,
+    `${mb(first.bytes).toFixed(1)} / ${mb(last.bytes).toFixed(1)} / ${mb(Math.max(...samples.map((s) => s.bytes))).toFixed(1)} MB`);
+  if (last.dead !== null) {
+    record("Steady state", "dead tuples, last / largest sample", "", "none", e.system, null,
+      `${last.dead.toLocaleString("en-US")} / ${Math.max(...samples.map((s) => s.dead ?? 0)).toLocaleString("en-US")}`);
+  }
+  record("Steady state", "jobs started / offered", "", "none", e.system, null, `${fleet.starts.length.toLocaleString("en-US")} / ${n.toLocaleString("en-US")}`);
+  await e.handle.reset();
+}
+
+// ---------------------------------------------------------------------------------
+// Run everything, alternating systems.
+
+const began = Date.now();
+const tasks: [Workload, string, (e: Entry) => Promise<void>][] = [
+  ["enqueue", "enqueue", enqueue],
+  ["process", "process, 1 process x 10, defaults", (e) => processJobs(e, 1, "defaults", "1 process x 10, defaults")],
+  ["process", "process, 1 process x 10, best options", (e) => processJobs(e, 1, "best", "1 process x 10, best options")],
+  ["process", "process, 2 processes x 10, best options", (e) => processJobs(e, 2, "best", "2 processes x 10, best options")],
+  ["lateness", "lateness", lateness],
+  ["periodic", "periodic", periodic],
+  ["scale", "scale", scale],
+  ["steady", "steady state", steady],
+];
+const repeated = new Set<Workload>(["enqueue", "process", "lateness"]);
+let turn = 0;
+for (const [workload, name, run] of tasks) {
+  if (!chosenWorkloads.includes(workload)) continue;
+  const runs = repeated.has(workload) ? P.runs : 1;
+  for (let r = 0; r < runs; r++) {
+    for (const e of rotated(entries, turn++)) {
+      log(`${name} (run ${r + 1}/${runs}): ${e.system.label}`);
+      try {
+        await run(e);
+      } catch (error) {
+        log(`  failed: ${(error as Error).stack}`);
+        record(sectionOf(workload), `${name}: error`, "", "none", e.system, null, `error: ${(error as Error).message.slice(0, 80)}`);
+      }
+    }
+  }
+}
+
+function sectionOf(w: Workload) {
+  return { enqueue: "Enqueue", process: "Process", lateness: "Lateness", periodic: "Periodic", scale: "Scale", steady: "Steady state" }[w];
+}
+
+for (const e of entries) await e.handle.close();
+const { rows: pgVersion } = await admin.query("show server_version");
+for (const e of entries) await admin.query(`drop database if exists "${e.dbName}" with (force)`);
 await admin.end();
 await server.stop();
 
-const { rows: version } = { rows: [{ v: process.version }] };
-console.log(`\nPunctual on ${cpus().length} cores, Node ${version[0]!.v}, PostgreSQL from ${server.source}, ${N} jobs${quick ? " (quick)" : ""}\n`);
-console.log("| workload | Punctual |\n|---|---|");
-for (const [name, value] of results) console.log(`| ${name} | ${value} |`);
+// ---------------------------------------------------------------------------------
+// Report.
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
+function fmt(v: number, unit: string) {
+  if (unit === "tx") return v.toFixed(2);
+  if (unit === "x") return `${v.toFixed(2)}x`;
+  if (Math.abs(v) >= 100) return Math.round(v).toLocaleString("en-US");
+  return v.toFixed(v === Math.round(v) ? 0 : 1);
+}
+
+const shown = entries.map((e) => e.system);
+const peers = shown.filter((s) => s.id !== "punctual");
+const lines: string[] = [];
+lines.push(`| workload | ${shown.map((s) => s.label).join(" | ")} | Punctual vs best peer |`);
+lines.push(`|---|${shown.map(() => "---:").join("|")}|---:|`);
+let section = "";
+for (const row of rows) {
+  if (row.section !== section) {
+    section = row.section;
+    lines.push(`| **${section}** |${shown.map(() => "").join("|")}| |`);
+  }
+  const cell = (s: SystemModule) => {
+    const vs = row.values.get(s.id);
+    const note = row.notes.get(s.id);
+    const value = vs?.length ? fmt(median(vs), row.unit) + (row.unit && !["tx", "x"].includes(row.unit) ? ` ${row.unit}` : "") : "";
+    return [value, note && `(${note})`].filter(Boolean).join(" ") || "—";
+  };
+  let ratio = "";
+  const mine = row.values.get("punctual");
+  const theirs = peers.map((p) => row.values.get(p.id)).filter((v): v is number[] => !!v?.length).map(median);
+  if (row.better !== "none" && mine?.length && theirs.length) {
+    const best = row.better === "higher" ? Math.max(...theirs) : Math.min(...theirs);
+    const m = median(mine);
+    // Always "how many times better Punctual is": above 1 wins, below 1 loses.
+    const r = row.better === "higher" ? m / best : m === 0 ? (best === 0 ? 1 : Infinity) : best / m;
+    ratio = Number.isFinite(r) ? `${r.toFixed(2)}x` : best === 0 ? "=" : "∞";
+  }
+  lines.push(`| ${row.metric} | ${shown.map(cell).join(" | ")} | ${ratio} |`);
+}
+
+const redisVersion = await (async () => {
+  if (!shown.some((s) => s.store === "redis")) return null;
+  const redis = new Redis(redisUrl);
+  const info = await redis.info("server");
+  redis.disconnect();
+  return /redis_version:(\S+)/.exec(info)?.[1] ?? "?";
+})();
+const command = `npm run bench${argv.length ? ` -- ${argv.join(" ")}` : ""}`;
+const minutes = ((Date.now() - began) / 60_000).toFixed(1);
+const report = `# Benchmarks
+
+Written by \`${command}\` on ${new Date().toISOString().slice(0, 10)} (${quick ? "quick mode" : "full run"}, ${minutes} min).
+Rerun it to get your own; compare ratios within one run, not numbers across machines.
+
+- Machine: ${cpus().length} x ${cpus()[0]?.model.trim()}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}
+- PostgreSQL ${pgVersion[0].server_version} (${server.source}), default durability${redisVersion ? `; Redis ${redisVersion}` : ""}
+- Systems: ${shown.map((s) => s.label).join(", ")}${skipped.length ? `; skipped: ${skipped.join("; ")}` : ""}
+- Jobs are no-ops. Each system has a database of its own on the same server; workers are separate processes;
+  systems take turns in a rotating order. ${P.runs > 1 ? `Enqueue, process and lateness are the median of ${P.runs} runs.` : "One run per workload."}
+- "Punctual vs best peer": how many times better Punctual is than the best peer on that line (above 1: Punctual wins).
+- What "defaults" and "best options" mean for each system is written at the top of its file in \`bench/systems/\`.
+
+${lines.join("\n")}
+`;
+console.log(`\n${report}`);
+writeFileSync(outFile, report);
+log(`wrote ${outFile}`);

@@ -122,18 +122,24 @@ export interface ClaimedRow {
  * of workers claim at once without waiting on each other; the outer LIMIT stops
  * probing as soon as enough rows are locked.
  */
-export async function jobClaim(
-  db: Queryable,
-  params: { workerId: string; queues: readonly string[]; tasks: readonly string[]; limit: number; leaseMs: number },
-): Promise<ClaimedRow[]> {
-  // The limit is written into the text (one prepared statement per limit) so that
-  // PostgreSQL's cached generic plan knows it: with "limit $n" it would guess at a
-  // large share of the table and plan a scan of it. The ids are collected first, as
-  // an array, so the update is an index lookup of exactly those rows.
-  const limit = Math.trunc(params.limit);
-  if (!(limit >= 1)) throw new RangeError(`claim limit must be a positive integer, not ${params.limit}`);
-  return db.query<ClaimedRow & Record<string, unknown>>(
-    `update punctual.jobs as j
+export interface ClaimParams {
+  workerId: string;
+  queues: readonly string[];
+  tasks: readonly string[];
+  limit: number;
+  leaseMs: number;
+}
+
+/**
+ * The claim as an UPDATE, parameters $1 worker, $2 queues, $3 tasks, $4 lease ms. The
+ * limit is written into the text (one prepared statement per limit) so that
+ * PostgreSQL's cached generic plan knows it: with "limit $n" it would guess at a large
+ * share of the table and plan a scan of it. The ids are collected first, as an array,
+ * so the update is an index lookup of exactly those rows.
+ */
+function claimUpdate(limit: number) {
+  if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`claim limit must be a positive integer, not ${limit}`);
+  return `update punctual.jobs as j
      set state = 'running', attempts = j.attempts + 1, locked_by = $1,
          locked_until = now() + $4 * interval '1 millisecond', started_at = now(), updated_at = now()
      where j.id = any(array(
@@ -150,10 +156,42 @@ export async function jobClaim(
        limit ${limit}
      ))
      returning j.id, j.task, j.queue, j.payload, j.key, j.priority, j.run_at, j.attempts, j.max_attempts,
-               j.cron, j.tz, j.every_ms, j.fixed_delay, j.missed, j.slot_at`,
-    [params.workerId, params.queues, params.tasks, params.leaseMs],
-    `claim_${limit}`,
+               j.cron, j.tz, j.every_ms, j.fixed_delay, j.missed, j.slot_at`;
+}
+
+const claimValues = (p: ClaimParams) => [p.workerId, p.queues, p.tasks, p.leaseMs];
+
+export async function jobClaim(db: Queryable, params: ClaimParams): Promise<ClaimedRow[]> {
+  return db.query<ClaimedRow & Record<string, unknown>>(claimUpdate(params.limit), claimValues(params), `claim_${params.limit}`);
+}
+
+/**
+ * Records successes and claims the next jobs in one statement, so that under load one
+ * round trip (and one commit) serves both: the worker's hot path. The successes are
+ * fenced and followed by their next occurrence exactly as in `jobCompleteMany`; the
+ * claim is `jobClaim`'s. Neither sees the other's rows (one snapshot: the completed
+ * rows are running, not pending, and a next occurrence inserted here is claimed by a
+ * later statement).
+ */
+export async function jobCompleteAndClaim(
+  db: Queryable,
+  params: ClaimParams,
+  successes: readonly ({ id: number } & NextOccurrence)[],
+): Promise<{ claimed: ClaimedRow[]; completed: number[] }> {
+  const rows = await db.query<ClaimedRow & { done_ids: string[] | null } & Record<string, unknown>>(
+    `with done as (${COMPLETE_UPDATE("$5")}),
+     next as (${INSERT_NEXT_OCCURRENCE("done")}),
+     claimed as (${claimUpdate(params.limit)})
+     select d.done_ids, c.*
+     from (select array_agg(id) as done_ids from done) as d
+     left join claimed as c on true`,
+    [...claimValues(params), JSON.stringify(successes)],
+    `complete_claim_${params.limit}`,
   );
+  return {
+    claimed: rows.filter((r) => r.id !== null),
+    completed: (rows[0]?.done_ids ?? []).map(Number),
+  };
 }
 
 /**
@@ -194,6 +232,14 @@ const OUTCOME_INPUT = `jsonb_to_recordset($2::jsonb) as i(id bigint, next_slot t
 const RULE_UNCHANGED = `(j.cron, j.tz, j.every_ms, j.fixed_delay)
   is not distinct from (i.cron, i.tz, i.every_ms, i.fixed_delay) as rule_unchanged`;
 
+/** Marks running jobs of worker $1 succeeded; `input` is the JSON parameter of outcomes. */
+const COMPLETE_UPDATE = (input: string) => `
+  update punctual.jobs as j
+  set state = 'succeeded', finished_at = now(), locked_by = null, locked_until = null, updated_at = now()
+  from ${OUTCOME_INPUT.replace("$2", input)})
+  where j.id = i.id and j.state = 'running' and j.locked_by = $1
+  returning j.*, i.next_slot, ${RULE_UNCHANGED}`;
+
 /**
  * Records successes, and inserts the next occurrence of periodic jobs. Fenced on the
  * lease: only jobs still running under `workerId` change, so a worker whose lease was
@@ -205,13 +251,7 @@ export async function jobCompleteMany(
   jobs: readonly ({ id: number } & NextOccurrence)[],
 ) {
   const rows = await db.query<{ id: string }>(
-    `with done as (
-       update punctual.jobs as j
-       set state = 'succeeded', finished_at = now(), locked_by = null, locked_until = null, updated_at = now()
-       from ${OUTCOME_INPUT})
-       where j.id = i.id and j.state = 'running' and j.locked_by = $1
-       returning j.*, i.next_slot, ${RULE_UNCHANGED}
-     ),
+    `with done as (${COMPLETE_UPDATE("$2")}),
      next as (${INSERT_NEXT_OCCURRENCE("done")})
      select id from done`,
     [workerId, JSON.stringify(jobs)],

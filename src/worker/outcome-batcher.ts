@@ -6,7 +6,7 @@ import { jobCompleteMany, jobFailMany, jobPlaceMany, type JobFailure, type NextO
 export type RecordedState = JobState | "lost";
 
 type Resolve = (state: RecordedState) => void;
-type Success = { id: number } & NextOccurrence;
+export type Success = { id: number } & NextOccurrence;
 type Placement = { id: number; slot: Date };
 
 /**
@@ -41,6 +41,27 @@ export class OutcomeBatcher {
   /** Puts a claimed periodic row back on a slot without running it. */
   place(placement: Placement): Promise<RecordedState> {
     return new Promise((resolve) => this.push(this.placements, [placement, resolve]));
+  }
+
+  /**
+   * Hands the successes waiting for a batch to the claim loop, which records them in
+   * its claim statement (one round trip for both). It must call `settle` with the ids
+   * written, or `giveBack` if the statement failed.
+   */
+  takeSuccesses(): { successes: Success[]; settle(written: readonly number[]): void; giveBack(): void } | null {
+    if (this.successes.length === 0) return null;
+    const taken = this.successes;
+    this.successes = [];
+    return {
+      successes: taken.map(([s]) => s),
+      settle: (written) => {
+        const ok = new Set(written);
+        for (const [s, resolve] of taken) resolve(ok.has(s.id) ? "succeeded" : "lost");
+      },
+      giveBack: () => {
+        for (const item of taken) this.push(this.successes, item);
+      },
+    };
   }
 
   /** Resolves when everything recorded so far is written. */

@@ -11,7 +11,7 @@ import { LeaseRescuer, type RescueCounts } from "../maintenance/lease-rescuer.js
 import { Pruner, type PruneCounts } from "../maintenance/pruner.js";
 import { ServiceRunner } from "../maintenance/service.js";
 import { durationSchema, type Duration } from "../schedule/duration.js";
-import { jobClaim, jobNextRunAt, jobReleaseMany, jobRenewLeases, type ClaimedRow } from "../sql/jobs.js";
+import { jobClaim, jobCompleteAndClaim, jobNextRunAt, jobReleaseMany, jobRenewLeases, type ClaimedRow } from "../sql/jobs.js";
 import { TaskRegistry, zodError, type AnyTask } from "../tasks.js";
 import type { BackoffOptions } from "./backoff.js";
 import { JobRunner, toError, type Running } from "./job-runner.js";
@@ -301,13 +301,28 @@ export class Worker extends EventEmitter<WorkerEvents> {
   }
 
   private async claim(limit: number, reason: WakeReason): Promise<number> {
-    const rows = await jobClaim(this.db, {
+    const params = {
       workerId: this.id,
       queues: this.options.queues,
       tasks: this.registry.names(),
       limit,
       leaseMs: this.options.leaseMs,
-    });
+    };
+    // Successes waiting for their batch ride along with the claim: one round trip.
+    const taken = this.outcomes.takeSuccesses();
+    let rows: ClaimedRow[];
+    if (taken) {
+      try {
+        const result = await jobCompleteAndClaim(this.db, params, taken.successes);
+        taken.settle(result.completed);
+        rows = result.claimed;
+      } catch (error) {
+        taken.giveBack();
+        throw error;
+      }
+    } else {
+      rows = await jobClaim(this.db, params);
+    }
     for (const row of rows) this.startJob(row);
     this.emit("worker:poll", { claimed: rows.length, free: limit, reason });
     return rows.length;

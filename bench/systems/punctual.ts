@@ -1,0 +1,87 @@
+/**
+ * Punctual itself. Both modes are the same: its defaults are its fast path (claims up
+ * to the free slots, outcomes in batches, LISTEN/NOTIFY plus a timer for the next
+ * run_at), so there is nothing to tune.
+ */
+import pg from "pg";
+import { pino } from "pino";
+import { z } from "zod";
+import { createClient, createWorker, defineTask, migrate } from "../../src/index.js";
+import type { BenchPayload, SystemModule } from "./types.js";
+
+const payload = z.object({ n: z.number(), t: z.number().optional(), s: z.number().optional() });
+const silent = pino({ level: "silent" });
+
+function noopTask(onJob: (p: BenchPayload) => void = () => {}) {
+  return defineTask({ name: "noop", payload, run: (p) => onJob(p) });
+}
+
+const punctual: SystemModule = {
+  id: "punctual",
+  label: `Punctual ${process.env.npm_package_version ?? "0.1.0"}`,
+  store: "postgres",
+
+  async open(ctx) {
+    await migrate(ctx.dbUrl);
+    const pool = new pg.Pool({ connectionString: ctx.dbUrl, max: 10 });
+    const client = createClient({ executor: pool });
+    const noop = noopTask();
+    const one = async (sql: string) => Number((await pool.query(sql)).rows[0].v);
+    return {
+      async reset() {
+        await pool.query("truncate punctual.jobs");
+      },
+      async enqueueOne(p, runAt) {
+        await client.enqueue(noop, p, runAt ? { runAt } : {});
+      },
+      async enqueueBatch(jobs) {
+        await client.enqueueMany(jobs.map((j) => ({ task: noop, payload: j.payload, runAt: j.runAt })));
+      },
+      async schedulePerSecond(count) {
+        await client.scheduleMany(
+          Array.from({ length: count }, (_, s) => ({ task: noop, key: `tick:${s}`, payload: { n: 0, s }, rule: { cron: "* * * * * *" } })),
+        );
+      },
+      async seedScale(future, finished) {
+        // Rows as the app would have them: one live daily schedule per user (08:00 in
+        // one of a few zones), and finished one-off jobs awaiting pruning. Written with
+        // one INSERT each, as `scheduleMany` would take minutes for a million users.
+        await pool.query(
+          `insert into punctual.jobs (task, payload, key, cron, tz, slot_at, run_at)
+           select 'noop', jsonb_build_object('n', i), 'user:' || i, '0 8 * * *',
+                  (array['Europe/Paris', 'America/New_York', 'Asia/Tokyo', 'UTC'])[1 + i % 4],
+                  now() + interval '1 day' + (i % 86400) * interval '1 second',
+                  now() + interval '1 day' + (i % 86400) * interval '1 second'
+           from generate_series(1, $1::int) as i`,
+          [future],
+        );
+        await pool.query(
+          `insert into punctual.jobs (task, payload, state, attempts, started_at, finished_at, run_at)
+           select 'noop', jsonb_build_object('n', i), 'succeeded', 1, now(), now(), now() - interval '1 minute'
+           from generate_series(1, $1::int) as i`,
+          [finished],
+        );
+        await pool.query("vacuum analyze punctual.jobs");
+      },
+      storageBytes: () => one("select pg_total_relation_size('punctual.jobs') as v"),
+      deadTuples: () => one("select n_dead_tup as v from pg_stat_user_tables where relid = 'punctual.jobs'::regclass"),
+      async close() {
+        await pool.end();
+      },
+    };
+  },
+
+  async startWorker(ctx, spec) {
+    const worker = createWorker({
+      connectionString: ctx.dbUrl,
+      tasks: [noopTask(spec.onJob)],
+      concurrency: spec.concurrency,
+      logger: silent,
+      ...(spec.keepFinishedMs !== undefined && { retention: spec.keepFinishedMs, pruneIntervalMs: 5_000 }),
+    });
+    await worker.start();
+    return { stop: () => worker.stop() };
+  },
+};
+
+export default punctual;
