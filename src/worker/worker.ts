@@ -39,6 +39,13 @@ export interface WorkerOptions {
    * PgBouncer in transaction mode: the worker then relies on timers and polling.
    */
   listen?: boolean;
+  /**
+   * Prepare the worker's hot statements (claim, complete, lease renewal) once per
+   * connection, so PostgreSQL does not parse and plan them for every batch. Default
+   * true. Set false behind PgBouncer older than 1.21 in transaction mode (1.21 and
+   * later handle prepared statements with `max_prepared_statements` set).
+   */
+  prepare?: boolean;
   /** How long a claimed job is leased; renewed while the handler runs. Default 15,000 ms. */
   leaseMs?: number;
   /** How often leases are renewed (one statement for all running jobs). Default leaseMs / 3. */
@@ -107,6 +114,7 @@ const optionsSchema = z.object({
   concurrency: z.int().min(1).max(1000).default(10),
   pollIntervalMs: z.int().min(10).max(3_600_000).default(2000),
   listen: z.boolean().default(true),
+  prepare: z.boolean().default(true),
   leaseMs: z.int().min(100).max(86_400_000).default(15_000),
   heartbeatIntervalMs: z.int().min(10).optional(),
   rescueIntervalMs: z.int().min(10).optional(),
@@ -170,7 +178,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
     // An idle client that loses its connection emits 'error' on the pool; without a
     // listener Node would exit. The next query gets a fresh connection.
     this.pool.on("error", (error) => this.reportError(error));
-    this.db = toQueryable(this.pool, { prepared: true });
+    this.db = toQueryable(this.pool, { prepared: this.options.prepare });
     this.id = options.workerId ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
     this.logger = (options.logger ?? createLogger()).child({ worker: this.id });
     this.schedules = options.schedules;

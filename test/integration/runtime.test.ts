@@ -49,6 +49,56 @@ describe("wake-ups", () => {
     expect(payloads).toHaveLength(1);
   });
 
+  it("claims and completions notify no one; a retry or a debounce that leaves a row pending does", async () => {
+    const listener = new pg.Client({ connectionString: t.db.url });
+    await listener.connect();
+    const payloads: { run_at: string }[] = [];
+    listener.on("notification", (m) => payloads.push(JSON.parse(m.payload!)));
+    await listener.query("listen punctual_jobs");
+    const roundTrip = () => listener.query("select 1"); // after it, notifications sent before have arrived
+    let fails = 1;
+    const flaky = defineTask({
+      name: "flaky",
+      payload: z.object({}),
+      backoff: { baseMs: 60_000 },
+      run: () => {
+        if (fails-- > 0) throw new Error("once");
+      },
+    });
+    const worker = startWorker({ tasks: [quick, flaky] });
+    await next(worker, "worker:poll");
+    await t.punctual.enqueue(quick, {});
+    await next(worker, "job:succeeded");
+    await roundTrip();
+    expect(payloads).toHaveLength(1); // the insert; not the claim, not the completion
+    await t.punctual.enqueue(flaky, {});
+    const [, { runAt }] = await next(worker, "job:retried");
+    await roundTrip();
+    expect(payloads).toHaveLength(3); // the insert, then the retry, due in about a minute
+    expect(Math.abs(Date.parse(payloads[2]!.run_at) - runAt.getTime())).toBeLessThan(5_000);
+    const later = new Date(Date.now() + 3_600_000);
+    await t.punctual.enqueue(quick, {}, { key: "debounced", runAt: later });
+    await t.punctual.enqueue(quick, {}, { key: "debounced", runAt: new Date(later.getTime() + 1000) });
+    await roundTrip();
+    await listener.end();
+    expect(payloads.slice(3).map((p) => Date.parse(p.run_at))).toEqual([later.getTime(), later.getTime() + 1000]);
+  });
+
+  it("prepare: false leaves no prepared statement on the connection (PgBouncer < 1.21)", async () => {
+    const prepared = async (prepare: boolean) => {
+      const pool = new pg.Pool({ connectionString: t.db.url, max: 1 });
+      const worker = startWorker({ tasks: [quick], pool, prepare, listen: false });
+      await t.punctual.enqueueMany([{ task: quick, payload: {} }, { task: quick, payload: {} }]);
+      await collect(worker, "job:succeeded", 2);
+      await worker.stop();
+      const { rows } = await pool.query("select name from pg_prepared_statements order by name");
+      await pool.end();
+      return rows.map((r) => r.name as string);
+    };
+    expect(await prepared(true)).toEqual(expect.arrayContaining([expect.stringMatching(/^punctual_claim_\d+$|^punctual_complete/)]));
+    expect(await prepared(false)).toEqual([]);
+  });
+
   it("poll-only mode (no LISTEN, for PgBouncer) still starts a known future job by timer", async () => {
     await t.punctual.enqueue(quick, {}, { delay: 300 });
     const worker = startWorker({ tasks: [quick], pollIntervalMs: 600_000, listen: false });
