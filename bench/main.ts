@@ -375,6 +375,8 @@ function sectionOf(w: Workload) {
 
 for (const e of entries) await e.handle.close();
 const { rows: pgVersion } = await admin.query("show server_version");
+// Steady-state storage depends on it: with autovacuum off, dead tuples only grow.
+const { rows: autovacuum } = await admin.query("show autovacuum");
 for (const e of entries) await admin.query(`drop database if exists "${e.dbName}" with (force)`);
 await admin.end();
 await server.stop();
@@ -440,7 +442,7 @@ Written by \`${command}\` on ${new Date().toISOString().slice(0, 10)} (${quick ?
 Rerun it to get your own; compare ratios within one run, not numbers across machines.
 
 - Machine: ${cpus().length} x ${cpus()[0]?.model.trim()}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}
-- PostgreSQL ${pgVersion[0].server_version} (${server.source}), default durability${redisVersion ? `; Redis ${redisVersion}` : ""}
+- PostgreSQL ${pgVersion[0].server_version} (${server.source}), default durability, autovacuum ${autovacuum[0].autovacuum}${redisVersion ? `; Redis ${redisVersion}` : ""}
 - Systems: ${shown.map((s) => s.label).join(", ")}${skipped.length ? `; skipped: ${skipped.join("; ")}` : ""}
 - Jobs are no-ops. Each system has a database of its own on the same server; workers are separate processes;
   systems take turns in a rotating order. ${P.runs > 1 ? `Enqueue, process and lateness are the median of ${P.runs} runs.` : "One run per workload."}
