@@ -13,15 +13,14 @@
  * Periodic: one job scheduler per schedule, pattern "* * * * * *" (6-field cron,
  * every second on the second).
  */
-import { createPostgresBackend, DEFAULT_SCHEMA, runMigrations, withBackend, type JobsOptions } from "bullmq";
+import { createPostgresBackend, DEFAULT_SCHEMA, runMigrations, withBackend } from "bullmq";
 import pg from "pg";
+import { bullmqEnqueue } from "./bullmq-common.js";
 import type { BenchPayload, SystemModule } from "./types.js";
 
 const { Queue, Worker } = withBackend(createPostgresBackend);
 const NAME = "bench";
 
-const delayOpts = (runAt?: Date): JobsOptions | undefined =>
-  runAt ? { delay: Math.max(0, runAt.getTime() - Date.now()) } : undefined;
 
 const system: SystemModule = {
   id: "bullmq-postgres",
@@ -73,17 +72,7 @@ const system: SystemModule = {
           client.release();
         }
       },
-      async enqueueOne(payload, runAt) {
-        await queue.add("noop", payload, delayOpts(runAt));
-      },
-      async enqueueBatch(jobs) {
-        await queue.addBulk(jobs.map((j) => ({ name: "noop", data: j.payload, opts: delayOpts(j.runAt) })));
-      },
-      async schedulePerSecond(count) {
-        const upsert = (s: number) =>
-          queue.upsertJobScheduler(`s${s}`, { pattern: "* * * * * *" }, { name: "noop", data: { n: 0, s } });
-        await Promise.all(Array.from({ length: count }, (_, s) => upsert(s)));
-      },
+      ...bullmqEnqueue(queue),
       async seedScale(future, finished) {
         // Straight into bullmq.job, rows as addBulk and a worker write them (ids
         // from the queue's own id sequence, FIFO order from job_seq); no events.

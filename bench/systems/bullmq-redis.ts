@@ -13,16 +13,15 @@
  * every second on the second). storageBytes: Redis `used_memory` (whole server,
  * which holds only the bench's keys while it runs).
  */
-import { Queue, Worker, type JobsOptions } from "bullmq";
+import { Queue, Worker } from "bullmq";
 import { Redis } from "ioredis";
+import { bullmqEnqueue } from "./bullmq-common.js";
 import type { BenchContext, BenchPayload, SystemModule } from "./types.js";
 
 const NAME = "bench";
 const PREFIX = "punctual-bench";
 const SEED_CHUNK = 5_000;
 
-const delayOpts = (runAt?: Date): JobsOptions | undefined =>
-  runAt ? { delay: Math.max(0, runAt.getTime() - Date.now()) } : undefined;
 
 const connect = (ctx: BenchContext) => ({ connection: { url: ctx.redisUrl }, prefix: PREFIX });
 
@@ -49,17 +48,7 @@ const system: SystemModule = {
           cursor = next;
         } while (cursor !== "0");
       },
-      async enqueueOne(payload, runAt) {
-        await queue.add("noop", payload, delayOpts(runAt));
-      },
-      async enqueueBatch(jobs) {
-        await queue.addBulk(jobs.map((j) => ({ name: "noop", data: j.payload, opts: delayOpts(j.runAt) })));
-      },
-      async schedulePerSecond(count) {
-        const upsert = (s: number) =>
-          queue.upsertJobScheduler(`s${s}`, { pattern: "* * * * * *" }, { name: "noop", data: { n: 0, s } });
-        await Promise.all(Array.from({ length: count }, (_, s) => upsert(s)));
-      },
+      ...bullmqEnqueue(queue),
       async seedScale(future, finished) {
         // Future jobs through addBulk, 4 chunks in flight (faster than 1 on this box).
         const delay = 365 * 24 * 3600 * 1000;
