@@ -226,7 +226,8 @@ const INSERT_NEXT_OCCURRENCE = (finished: string) => `
     -- No slot under an unchanged rule: the worker found the rule unusable; the schedule ends.
     and (f.next_slot is not null or not f.rule_unchanged)`;
 
-const OUTCOME_INPUT = `jsonb_to_recordset($2::jsonb) as i(id bigint, next_slot timestamptz, cron text, tz text,
+/** The outcomes in JSON parameter `param`, as rows `i` (open: callers add columns and close it). */
+const outcomeInput = (param: string) => `jsonb_to_recordset(${param}::jsonb) as i(id bigint, next_slot timestamptz, cron text, tz text,
   every_ms bigint, fixed_delay boolean`;
 
 const RULE_UNCHANGED = `(j.cron, j.tz, j.every_ms, j.fixed_delay)
@@ -236,7 +237,7 @@ const RULE_UNCHANGED = `(j.cron, j.tz, j.every_ms, j.fixed_delay)
 const COMPLETE_UPDATE = (input: string) => `
   update punctual.jobs as j
   set state = 'succeeded', finished_at = now(), locked_by = null, locked_until = null, updated_at = now()
-  from ${OUTCOME_INPUT.replace("$2", input)})
+  from ${outcomeInput(input)})
   where j.id = i.id and j.state = 'running' and j.locked_by = $1
   returning j.*, i.next_slot, ${RULE_UNCHANGED}`;
 
@@ -292,7 +293,7 @@ export async function jobFailMany(db: Queryable, workerId: string, failures: rea
              then null else now() end,
            last_error = i.message, last_error_stack = i.stack,
            locked_by = null, locked_until = null, updated_at = now()
-       from ${OUTCOME_INPUT}, message text, stack text, retry_delay_ms integer, retryable boolean)
+       from ${outcomeInput("$2")}, message text, stack text, retry_delay_ms integer, retryable boolean)
        where j.id = i.id and j.state = 'running' and j.locked_by = $1
        returning j.*, i.next_slot, ${RULE_UNCHANGED}
      ),

@@ -6,7 +6,7 @@ import { jobCompleteMany, jobFailMany, jobPlaceMany, type JobFailure, type NextO
 export type RecordedState = JobState | "lost";
 
 type Resolve = (state: RecordedState) => void;
-export type Success = { id: number } & NextOccurrence;
+type Success = { id: number } & NextOccurrence;
 type Placement = { id: number; slot: Date };
 
 /**
@@ -54,10 +54,7 @@ export class OutcomeBatcher {
     this.successes = [];
     return {
       successes: taken.map(([s]) => s),
-      settle: (written) => {
-        const ok = new Set(written);
-        for (const [s, resolve] of taken) resolve(ok.has(s.id) ? "succeeded" : "lost");
-      },
+      settle: (written) => settleSuccesses(taken, written),
       giveBack: () => {
         for (const item of taken) this.push(this.successes, item);
       },
@@ -106,11 +103,16 @@ export class OutcomeBatcher {
       failures.length ? jobFailMany(this.db, this.workerId, failures.map(([f]) => f)) : [],
       placements.length ? jobPlaceMany(this.db, this.workerId, placements.map(([p]) => p)) : [],
     ]);
-    const succeeded = new Set(done);
+    settleSuccesses(successes, done);
     const failedState = new Map(failed.map((row) => [Number(row.id), row.state]));
     const wasPlaced = new Set(placed);
-    for (const [s, resolve] of successes) resolve(succeeded.has(s.id) ? "succeeded" : "lost");
     for (const [f, resolve] of failures) resolve(failedState.get(f.id) ?? "lost");
     for (const [p, resolve] of placements) resolve(wasPlaced.has(p.id) ? "pending" : "lost");
   }
+}
+
+/** Resolves each success: written, or fenced out (`lost`). */
+function settleSuccesses(successes: readonly [Success, Resolve][], written: readonly number[]) {
+  const ok = new Set(written);
+  for (const [s, resolve] of successes) resolve(ok.has(s.id) ? "succeeded" : "lost");
 }
