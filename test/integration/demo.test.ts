@@ -11,7 +11,7 @@ afterAll(() => db.drop());
 it("the demo (npm start) migrates, runs its jobs to the end and stops cleanly", async () => {
   const demo = spawnTs("examples/demo/main.ts", ["--exit-when-done"], { DATABASE_URL: db.url });
   expect(await demo.exit).toBe(0);
-  expect(demo.output()).toContain('"msg":"bye"');
+  expect(demo.output()).toContain('"msg":"database stopped; bye"');
   const { rows } = await db.pool.query(
     "select task, key, state, attempts, payload, cron, every_ms, tz from punctual.jobs order by id",
   );

@@ -14,11 +14,23 @@ export interface Spawned {
 
 /** Runs a TypeScript entry point of this repository through tsx, from the repository root. */
 export function spawnTs(file: string, args: string[], env: Record<string, string | undefined>): Spawned {
-  const child = spawn(process.execPath, ["--import", "tsx", file, ...args], {
-    cwd: ROOT,
-    env: { ...process.env, ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  return spawnCommand(process.execPath, ["--import", "tsx", file, ...args], { env });
+}
+
+/**
+ * Runs a command (default: from the repository root) and collects its output.
+ * `detached` gives it a process group of its own, as a terminal gives a foreground
+ * job: `process.kill(-child.pid, "SIGINT")` then plays a Ctrl-C.
+ */
+export function spawnCommand(
+  command: string,
+  args: string[],
+  { env = {}, cwd = ROOT, detached = false }: { env?: Record<string, string | undefined>; cwd?: string; detached?: boolean },
+): Spawned {
+  const merged: Record<string, string | undefined> = { ...process.env, ...env };
+  // An explicit undefined removes a variable (spreading would keep the key).
+  for (const [name, value] of Object.entries(env)) if (value === undefined) delete merged[name];
+  const child = spawn(command, args, { cwd, env: merged, detached, stdio: ["ignore", "pipe", "pipe"] });
   let output = "";
   const waiters: { match: (line: Record<string, unknown>) => boolean; resolve: (line: Record<string, unknown>) => void }[] = [];
   let pending = "";
