@@ -6,6 +6,7 @@ import { nextRunAt } from "./schedule/next.js";
 import { parseRule, ruleToColumns, toRule, type Rule, type ScheduleRule } from "./schedule/rule.js";
 import { jobRemoveUndeclared, jobScheduleMany, scheduleLockReconcile, type ScheduleInsert, type ScheduleRow } from "./sql/schedules.js";
 import { toJob, type Job } from "./job.js";
+import { storableString, unstorableText } from "./json.js";
 import { durationSchema, type Duration } from "./schedule/duration.js";
 import { KEY_MAX_LENGTH, PRIORITY_MAX, PRIORITY_MIN, type JobState } from "./schema.js";
 import {
@@ -120,12 +121,17 @@ const NAME = /^[A-Za-z0-9_.:-]{1,64}$/;
 
 const RUN_AT_ERROR = "must be a valid Date or an ISO 8601 date-time with a zone";
 
+const keySchema = (typeError?: string) =>
+  storableString(typeError)
+    .min(1, "must not be empty")
+    .max(KEY_MAX_LENGTH, `must be at most ${KEY_MAX_LENGTH} characters`);
+
 const jobOptionsShape = z.strictObject({
   runAt: z
     .union([z.date(), z.iso.datetime({ offset: true, error: RUN_AT_ERROR })], { error: RUN_AT_ERROR })
     .optional(),
   delay: durationSchema.pipe(z.number().min(0, "must not be negative")).optional(),
-  key: z.string().min(1, "must not be empty").max(KEY_MAX_LENGTH, `must be at most ${KEY_MAX_LENGTH} characters`).optional(),
+  key: keySchema().optional(),
   priority: z.int().min(PRIORITY_MIN).max(PRIORITY_MAX).optional(),
   queue: z.string().regex(NAME, "must be 1-64 letters, digits or _ . : -").optional(),
   maxAttempts: z.int().min(1).max(1000).optional(),
@@ -141,7 +147,7 @@ const onConflictSchema = z.enum(["replace", "keep"]).default("replace");
 const scheduleOptionsSchema = jobOptionsShape
   .pick({ queue: true, priority: true, maxAttempts: true })
   .extend({
-    key: z.string({ error: "a schedule needs a key" }).min(1, "must not be empty").max(KEY_MAX_LENGTH, `must be at most ${KEY_MAX_LENGTH} characters`),
+    key: keySchema("a schedule needs a key"),
     startAt: z.union([z.date(), z.iso.datetime({ offset: true, error: RUN_AT_ERROR })], { error: RUN_AT_ERROR }).optional(),
   });
 
@@ -368,6 +374,11 @@ export class Client {
    * const job = await punctual.get("welcome:42"); // job?.state, job?.lastError, ...
    */
   async get(keyOrId: string | number, options: ExecutorOption = {}): Promise<Job | null> {
+    if (typeof keyOrId === "number") {
+      if (!Number.isSafeInteger(keyOrId)) throw new ValidationError("id", "must be an integer job id");
+    } else {
+      checkKey(keyOrId);
+    }
     const db = this.queryable(options.executor);
     const row =
       typeof keyOrId === "number" ? await jobGetById(db, keyOrId) : await jobGetByKey(db, keyOrId);
@@ -383,7 +394,7 @@ export class Client {
    * await punctual.cancel("welcome:42");
    */
   async cancel(key: string, options: ExecutorOption = {}): Promise<{ id: number; state: JobState } | null> {
-    if (typeof key !== "string" || key.length === 0) throw new ValidationError("key", "must be a non-empty string");
+    checkKey(key);
     const [row] = await jobCancelByKey(this.queryable(options.executor), key);
     return row ? { id: Number(row.id), state: row.state } : null;
   }
@@ -398,6 +409,13 @@ export class Client {
     if (!chosen) throw new ValidationError("executor", "no executor: pass one to createClient or to this call");
     return toQueryable(chosen);
   }
+}
+
+/** A key to look up: a non-empty string PostgreSQL can compare (no NUL, no lone surrogate). */
+function checkKey(key: unknown): asserts key is string {
+  if (typeof key !== "string" || key.length === 0) throw new ValidationError("key", "must be a non-empty string");
+  const problem = unstorableText(key);
+  if (problem) throw new ValidationError("key", problem);
 }
 
 /** Creates a `Client`. */

@@ -1,13 +1,59 @@
+import { z } from "zod";
 import { ValidationError } from "./errors.js";
 
 /** Largest payload Punctual stores, in bytes of JSON text. */
 export const PAYLOAD_MAX_BYTES = 1024 * 1024;
 
 /**
+ * Characters PostgreSQL cannot store: NUL (`text` and `jsonb` refuse it) and an
+ * unpaired UTF-16 surrogate (JSON carries it as `\ud800`, which `jsonb` refuses; sent
+ * as `text`, the driver's UTF-8 encoding would silently turn it into U+FFFD). With the
+ * `u` flag a surrogate pair is one code point, so the class matches only unpaired halves.
+ */
+const UNSTORABLE = /[\u0000\ud800-\udfff]/u;
+
+/**
+ * Why PostgreSQL cannot store this string as given, or undefined when it can. One
+ * regex test, so checking every string of a payload costs little next to serialising it.
+ */
+export function unstorableText(text: string): string | undefined {
+  const found = UNSTORABLE.exec(text);
+  if (!found) return undefined;
+  const char = found[0];
+  return char === "\u0000"
+    ? "contains a NUL character (\\u0000), which PostgreSQL cannot store"
+    : `contains an unpaired UTF-16 surrogate (${escapeChar(char)}), which PostgreSQL cannot store`;
+}
+
+/**
+ * A zod string that PostgreSQL can store as given (see `unstorableText`). The check
+ * comes first and stops the rest, so an unprintable character is the one thing named.
+ * `typeError` replaces zod's message for a value that is not a string.
+ */
+export function storableString(typeError?: string) {
+  return z.string(typeError === undefined ? undefined : { error: typeError }).refine((text) => !UNSTORABLE.test(text), {
+    error: (issue) => unstorableText(issue.input as string),
+    abort: true,
+  });
+}
+
+/** Replaces NUL and lone surrogates with `\uXXXX`, so a path that holds them prints. */
+function escapeText(text: string): string {
+  return text.replace(new RegExp(UNSTORABLE.source, "gu"), escapeChar);
+}
+
+function escapeChar(char: string): string {
+  return `\\u${char.charCodeAt(0).toString(16).padStart(4, "0")}`;
+}
+
+/**
  * Serialises a payload, refusing what JSON cannot carry instead of letting
  * `JSON.stringify` drop or mangle it silently: functions, symbols, BigInt, cycles,
  * NaN/Infinity, `undefined` inside arrays, and class instances other than those with
- * a `toJSON` (Date). Oversized payloads are refused too. Errors name the path.
+ * a `toJSON` (Date). Refused too, as PostgreSQL would refuse them with an error that
+ * names no field: NUL characters and unpaired UTF-16 surrogates in strings and keys.
+ * Oversized payloads are refused. Errors name the path; a key that holds an
+ * unstorable character appears in it escaped (`payload.a\u0000b`).
  */
 export function toJsonText(value: unknown, field = "payload"): string {
   assertJsonSafe(value, field, new Set());
@@ -22,7 +68,11 @@ export function toJsonText(value: unknown, field = "payload"): string {
 
 function assertJsonSafe(value: unknown, path: string, ancestors: Set<object>): void {
   switch (typeof value) {
-    case "string":
+    case "string": {
+      const problem = unstorableText(value);
+      if (problem) throw new ValidationError(path, problem);
+      return;
+    }
     case "boolean":
       return;
     case "number":
@@ -50,7 +100,10 @@ function assertJsonSafe(value: unknown, path: string, ancestors: Set<object>): v
     }
     for (const [k, v] of Object.entries(object)) {
       // Object properties that are undefined are simply absent in JSON, as users expect.
-      if (v !== undefined) assertJsonSafe(v, `${path}.${k}`, ancestors);
+      if (v === undefined) continue;
+      const problem = unstorableText(k);
+      if (problem) throw new ValidationError(`${path}.${escapeText(k)}`, `the key ${problem}`);
+      assertJsonSafe(v, `${path}.${k}`, ancestors);
     }
   }
   ancestors.delete(object);

@@ -1,4 +1,4 @@
-import { z } from "zod";
+import type { z } from "zod";
 import type { Logger } from "pino";
 import { UnknownTaskError, ValidationError } from "./errors.js";
 import { toJsonText } from "./json.js";
@@ -37,9 +37,15 @@ export interface TaskDefaults {
 
 /** The definition passed to `defineTask`. */
 export interface TaskDefinition<S extends z.ZodType> extends TaskDefaults {
-  /** Unique name, stored in `punctual.jobs.task`: letters, digits and `_ . : -`. */
+  /** Unique name, stored in `punctual.jobs.task`: 1-128 letters, digits and `_ . : -`. */
   name: string;
-  /** zod schema of the payload, checked at enqueue and again before the handler runs. */
+  /**
+   * zod schema of the payload, checked at enqueue and again before the handler runs.
+   * Recognised by its shape, not its class: any object with zod's `safeParse(value)`
+   * (returning `{ success, data }` or `{ success, error: { issues } }`) is accepted, so
+   * a schema from the app's own copy of zod works, as do zod 3 and zod mini schemas
+   * (these need a cast to zod 4's `ZodType` for TypeScript).
+   */
   payload: S;
   /** The handler. Throwing (or rejecting) fails the attempt; it is retried while attempts remain. */
   run: (payload: z.output<S>, ctx: JobContext) => unknown | Promise<unknown>;
@@ -52,9 +58,53 @@ export type Task<S extends z.ZodType = z.ZodType> = Readonly<TaskDefinition<S>>;
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type AnyTask = Task<any>;
 
-const taskName = z
-  .string()
-  .regex(/^[A-Za-z0-9_.:-]{1,128}$/, "must be 1-128 letters, digits or _ . : -");
+const TASK_NAME = /^[A-Za-z0-9_.:-]{1,128}$/;
+const TASK_NAME_RULE = "must be 1-128 letters, digits or _ . : -";
+
+/** Whether a value is a payload schema: anything with a `safeParse` function (see `TaskDefinition.payload`). */
+function isSchema(value: unknown): boolean {
+  return (
+    (typeof value === "object" || typeof value === "function") &&
+    value !== null &&
+    typeof (value as { safeParse?: unknown }).safeParse === "function"
+  );
+}
+
+/**
+ * Whether a value has the shape of a task made by `defineTask`: a string `name`, a
+ * `payload` schema (an object with a `safeParse` function) and a `run` function. Shape,
+ * not class or registry, so a task from another copy of Punctual or zod qualifies.
+ */
+export function isTask(value: unknown): value is AnyTask {
+  return whyNotTask(value) === undefined;
+}
+
+/** What keeps a value from being a task, for error messages; undefined for a task. */
+function whyNotTask(value: unknown): string | undefined {
+  if (value === null || value === undefined) return String(value);
+  if (typeof value !== "object") return `a ${typeof value}`;
+  const task = value as Partial<Record<"name" | "payload" | "run", unknown>>;
+  const missing = [
+    typeof task.name !== "string" && "a name",
+    !isSchema(task.payload) && "a payload schema (safeParse)",
+    typeof task.run !== "function" && "a run function",
+  ].filter(Boolean);
+  return missing.length ? `an object without ${missing.join(" or ")}` : undefined;
+}
+
+/** The task-name rule, or why a name breaks it. */
+function badTaskName(name: string): string | undefined {
+  return TASK_NAME.test(name) ? undefined : `${JSON.stringify(name)} ${TASK_NAME_RULE}`;
+}
+
+/** The value as a task (see `isTask`) whose name follows the rule, or a `ValidationError` naming `field`. */
+function asTask(value: unknown, field: string, hint: string): AnyTask {
+  const why = whyNotTask(value);
+  if (why) throw new ValidationError(field, `not a task: ${why}; ${hint}`);
+  const badName = badTaskName((value as AnyTask).name);
+  if (badName) throw new ValidationError(field, `task name ${badName}`);
+  return value as AnyTask;
+}
 
 /**
  * Defines a task: a name, a zod schema for its payload, and a handler.
@@ -67,10 +117,14 @@ const taskName = z
  * });
  */
 export function defineTask<S extends z.ZodType>(definition: TaskDefinition<S>): Task<S> {
-  const name = taskName.safeParse(definition.name);
-  if (!name.success) throw new ValidationError("name", name.error.issues[0]!.message);
-  if (!(definition.payload instanceof z.ZodType)) {
-    throw new ValidationError("payload", "must be a zod schema");
+  if (typeof definition !== "object" || definition === null) {
+    throw new ValidationError("definition", "defineTask takes an object: { name, payload, run }");
+  }
+  if (typeof definition.name !== "string") throw new ValidationError("name", `must be a string; ${TASK_NAME_RULE}`);
+  const badName = badTaskName(definition.name);
+  if (badName) throw new ValidationError("name", badName);
+  if (!isSchema(definition.payload)) {
+    throw new ValidationError("payload", "must be a zod schema (an object with a safeParse function)");
   }
   if (typeof definition.run !== "function") throw new ValidationError("run", "must be a function");
   return Object.freeze({ ...definition });
@@ -107,7 +161,9 @@ export class TaskRegistry {
   private readonly byName = new Map<string, AnyTask>();
 
   constructor(tasks: readonly AnyTask[] = []) {
-    for (const task of tasks) {
+    if (!Array.isArray(tasks)) throw new ValidationError("tasks", "must be an array of tasks");
+    for (const [i, task] of tasks.entries()) {
+      asTask(task, `tasks.${i}`, "pass tasks made by defineTask");
       if (this.byName.has(task.name) && this.byName.get(task.name) !== task) {
         throw new ValidationError("tasks", `two different tasks are named "${task.name}"`);
       }
@@ -115,12 +171,21 @@ export class TaskRegistry {
     }
   }
 
-  /** The task for a task object or name; a name must be registered. */
+  /**
+   * The task for a task object or name. A name must follow the task-name rule and be
+   * registered. An object must look like a task made by `defineTask` (see `isTask`),
+   * registered or not. Anything else (plain JavaScript callers, names from config) is
+   * a `ValidationError` naming `field`, never a TypeError.
+   */
   resolve(task: AnyTask | string, field = "task"): AnyTask {
-    if (typeof task !== "string") return task;
-    const found = this.byName.get(task);
-    if (!found) throw new UnknownTaskError(task, this.names(), field);
-    return found;
+    if (typeof task === "string") {
+      const badName = badTaskName(task);
+      if (badName) throw new ValidationError(field, badName);
+      const found = this.byName.get(task);
+      if (!found) throw new UnknownTaskError(task, this.names(), field);
+      return found;
+    }
+    return asTask(task, field, "pass a task made by defineTask, or a task name");
   }
 
   get(name: string): AnyTask | undefined {

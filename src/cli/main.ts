@@ -9,12 +9,12 @@
  */
 import path from "node:path";
 import { pathToFileURL } from "node:url";
-import { parseArgs } from "node:util";
-import { z } from "zod";
+import { parseArgs, type ParseArgsConfig } from "node:util";
+import { ValidationError } from "../errors.js";
 import { createLogger } from "../logger.js";
 import { migrate } from "../migrate.js";
-import type { Duration } from "../schedule/duration.js";
-import type { AnyTask } from "../tasks.js";
+import { durationSchema } from "../schedule/duration.js";
+import { isTask, type AnyTask } from "../tasks.js";
 import { createWorker } from "../worker/worker.js";
 
 const USAGE = `usage:
@@ -30,24 +30,81 @@ SIGTERM/SIGINT: stop claiming, let running jobs finish within --shutdown-timeout
 MODULE exports tasks made with defineTask (named exports, or a default array).
 The database is DATABASE_URL unless --database-url is given.`;
 
+const OPTIONS = {
+  "database-url": { type: "string" },
+  tasks: { type: "string" },
+  concurrency: { type: "string" },
+  queues: { type: "string" },
+  "poll-interval": { type: "string" },
+  "shutdown-timeout": { type: "string" },
+  lease: { type: "string" },
+  retention: { type: "string" },
+  "poll-only": { type: "boolean" },
+  migrate: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+} as const satisfies ParseArgsConfig["options"];
+
+/** The worker options the flags set, by the name `createWorker`'s errors give them. */
+const WORKER_FLAGS: Record<string, string> = {
+  concurrency: "--concurrency",
+  queues: "--queues",
+  pollIntervalMs: "--poll-interval",
+  leaseMs: "--lease",
+  retention: "--retention",
+};
+
+/** A bad command line: reported in one line with a pointer to --help, exit code 2. */
+class UsageError extends Error {}
+
+/**
+ * Parses the command line. Node's own parseArgs errors read as internals ("To specify
+ * a positional argument starting with a '-', ..."), so the tokens are checked here
+ * first, and every problem names the flag as the user typed it.
+ */
+function parseCommandLine(argv: string[]) {
+  const { tokens } = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: false, tokens: true });
+  for (const token of tokens) {
+    if (token.kind !== "option") continue;
+    if (!Object.hasOwn(OPTIONS, token.name)) throw new UsageError(`unknown option ${token.rawName}`);
+    const option = OPTIONS[token.name as keyof typeof OPTIONS];
+    if (option.type === "boolean" && token.value !== undefined) throw new UsageError(`${token.rawName} takes no value`);
+    if (option.type === "string" && token.value === undefined) throw new UsageError(`${token.rawName} needs a value`);
+    if (option.type === "string" && !token.inlineValue && token.value!.startsWith("-")) {
+      throw new UsageError(`${token.rawName} needs a value; got "${token.value}" (write ${token.rawName}=${token.value} if you mean it)`);
+    }
+  }
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true });
+  } catch (error) {
+    // What the checks above missed, in Node's words.
+    throw new UsageError((error as Error).message);
+  }
+  const [, extra] = parsed.positionals;
+  if (extra !== undefined) throw new UsageError(`unexpected argument "${extra}"`);
+  return parsed;
+}
+
+/** An integer flag, or undefined when absent; ranges are checked by whoever uses it. */
+function integerFlag(flag: string, value: string | undefined, min = Number.MIN_SAFE_INTEGER): number | undefined {
+  if (value === undefined) return undefined;
+  const number = Number(value);
+  if (value.trim() === "" || !Number.isSafeInteger(number) || number < min) {
+    throw new UsageError(`--${flag} must be an integer${min > Number.MIN_SAFE_INTEGER ? ` of ${min} or more` : ""}; got "${value}"`);
+  }
+  return number;
+}
+
+/** A duration flag in milliseconds, or undefined when absent. */
+function durationFlag(flag: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const parsed = durationSchema.safeParse(value);
+  if (!parsed.success) throw new UsageError(`--${flag}: ${parsed.error.issues[0]!.message}; got "${value}"`);
+  return parsed.data;
+}
+
 async function main(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      "database-url": { type: "string" },
-      tasks: { type: "string" },
-      concurrency: { type: "string" },
-      queues: { type: "string" },
-      "poll-interval": { type: "string" },
-      "shutdown-timeout": { type: "string" },
-      lease: { type: "string" },
-      retention: { type: "string" },
-      "poll-only": { type: "boolean" },
-      migrate: { type: "boolean" },
-      help: { type: "boolean", short: "h" },
-    },
-  });
+  const { values, positionals } = parseCommandLine(argv);
   const [command] = positionals;
   if (values.help || !command) {
     console.log(USAGE);
@@ -72,22 +129,28 @@ async function main(argv: string[]): Promise<number> {
     console.error("punctual worker: --tasks MODULE is required");
     return 2;
   }
-  const tasks = await loadTasks(values.tasks);
-  const number = (flag: string, value: string | undefined) =>
-    value === undefined ? undefined : z.coerce.number({ error: `--${flag} must be a number` }).int().parse(value);
-  if (values.migrate) await migrate(databaseUrl);
-  const worker = createWorker({
-    connectionString: databaseUrl,
-    tasks,
-    logger,
-    concurrency: number("concurrency", values.concurrency),
+  const options = {
+    concurrency: integerFlag("concurrency", values.concurrency),
     queues: values.queues?.split(",").map((q) => q.trim()),
-    pollIntervalMs: number("poll-interval", values["poll-interval"]),
-    leaseMs: number("lease", values.lease),
+    pollIntervalMs: integerFlag("poll-interval", values["poll-interval"]),
+    leaseMs: integerFlag("lease", values.lease),
     listen: !values["poll-only"],
-    retention: values.retention === "off" ? false : (values.retention as Duration | undefined),
-  });
-  const timeoutMs = number("shutdown-timeout", values["shutdown-timeout"]) ?? 10_000;
+    retention: values.retention === "off" ? (false as const) : durationFlag("retention", values.retention),
+  };
+  const timeoutMs = integerFlag("shutdown-timeout", values["shutdown-timeout"], 0) ?? 10_000;
+  const tasks = await loadTasks(values.tasks);
+  let worker;
+  try {
+    // Constructing checks the options without connecting: a bad flag is refused before --migrate runs.
+    worker = createWorker({ connectionString: databaseUrl, tasks, logger, ...options });
+  } catch (error) {
+    if (!(error instanceof ValidationError)) throw error;
+    const flag = WORKER_FLAGS[error.field.split(".")[0]!];
+    if (!flag) throw error;
+    // "pollIntervalMs: Too small: ..." becomes "--poll-interval: Too small: ...".
+    throw new UsageError(`${flag}: ${error.message.slice(error.field.length + 2)}`);
+  }
+  if (values.migrate) await migrate(databaseUrl);
   await worker.start();
   await new Promise<void>((resolve) => {
     let signalled = false;
@@ -115,14 +178,13 @@ async function loadTasks(modulePath: string): Promise<AnyTask[]> {
   return tasks;
 }
 
-function isTask(value: unknown): value is AnyTask {
-  const task = value as AnyTask | null;
-  return Boolean(task) && typeof task!.name === "string" && task!.payload instanceof z.ZodType && typeof task!.run === "function";
-}
-
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (error: unknown) => {
+    if (error instanceof UsageError) {
+      console.error(`punctual: ${error.message} (see punctual --help)`);
+      process.exit(2);
+    }
     console.error(error instanceof Error ? `punctual: ${error.message}` : error);
     process.exit(1);
   },

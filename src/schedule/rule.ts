@@ -2,6 +2,7 @@ import { CronExpressionParser } from "cron-parser";
 import { IANAZone } from "luxon";
 import { z } from "zod";
 import { ValidationError } from "../errors.js";
+import { storableString } from "../json.js";
 import { zodError } from "../tasks.js";
 import { durationSchema, type Duration } from "./duration.js";
 
@@ -43,8 +44,7 @@ export type Rule =
   | { kind: "cron"; cron: string; tz: string }
   | { kind: "every"; everyMs: number; fixedDelay: boolean };
 
-const cronSchema = z
-  .string()
+const cronSchema = storableString()
   .trim()
   .superRefine((expression, ctx) => {
     const fields = expression.split(/\s+/).length;
@@ -74,8 +74,7 @@ function cronError(expression: string): string | null {
   return error;
 }
 
-const tzSchema = z
-  .string()
+const tzSchema = storableString()
   .refine((tz) => IANAZone.isValidZone(tz), { error: (issue) => `"${issue.input}" is not an IANA time zone` });
 
 const missedSchema = z.enum(MISSED_POLICIES).default("once");

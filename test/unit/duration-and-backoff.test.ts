@@ -19,6 +19,11 @@ describe("durations", () => {
   it.each([["soon"], ["10"], ["-5s"], ["5 minutes"], [Number.POSITIVE_INFINITY], [Number.NaN]])("refuses %j", (input) => {
     expect(durationSchema.safeParse(input).success).toBe(false);
   });
+
+  it.each([[Number.NaN], [Number.NEGATIVE_INFINITY], [true], [null], [{ ms: 5 }]])("says what it expects for %j", (input) => {
+    const parsed = durationSchema.safeParse(input);
+    expect(parsed.error?.issues[0]?.message).toBe('must be a finite number of milliseconds or a string like "10s"');
+  });
 });
 
 describe("retry backoff", () => {

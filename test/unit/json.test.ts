@@ -30,6 +30,31 @@ describe("toJsonText", () => {
     }
   });
 
+  it.each([
+    ["a NUL in a string", { note: "a\u0000b" }, "payload.note", /NUL character \(\\u0000\)/],
+    ["a NUL in a nested array", { a: [{ b: ["ok", "\u0000"] }] }, "payload.a.0.b.1", /NUL character/],
+    ["a NUL as the whole payload", "\u0000", "payload", /NUL character/],
+    ["a NUL in an object key", { "a\u0000b": 1 }, "payload.a\\u0000b", /the key contains a NUL character/],
+    ["an unpaired high surrogate", { s: "x\ud800" }, "payload.s", /unpaired UTF-16 surrogate \(\\ud800\)/],
+    ["an unpaired low surrogate", { s: "\udc00x" }, "payload.s", /unpaired UTF-16 surrogate \(\\udc00\)/],
+    ["two high surrogates", { s: "\ud83d\ud83d\ude00" }, "payload.s", /unpaired UTF-16 surrogate/],
+    ["an unpaired surrogate in a key", { "\ud800": 1 }, "payload.\\ud800", /the key contains an unpaired UTF-16 surrogate/],
+  ])("refuses %s, which PostgreSQL cannot store, naming the path", (_what, value, field, message) => {
+    try {
+      toJsonText(value);
+      expect.unreachable();
+    } catch (error) {
+      expect(error).toBeInstanceOf(ValidationError);
+      expect((error as ValidationError).field).toBe(field);
+      expect((error as ValidationError).message).toMatch(message);
+      expect((error as ValidationError).message).toMatch(/PostgreSQL cannot store/);
+    }
+  });
+
+  it("accepts paired surrogates (emoji) and escaped-looking text", () => {
+    expect(toJsonText({ "😀": "a😀b", t: "\\u0000" })).toBe('{"😀":"a😀b","t":"\\\\u0000"}');
+  });
+
   it("refuses cycles but accepts the same object twice side by side", () => {
     const shared = { x: 1 };
     expect(toJsonText({ a: shared, b: shared })).toBe('{"a":{"x":1},"b":{"x":1}}');
