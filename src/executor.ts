@@ -29,6 +29,21 @@ export interface Queryable {
   ): Promise<R[]>;
 }
 
+/**
+ * Whether `executor` is a pg Pool, told by shape rather than `instanceof`: an app may
+ * resolve a copy of `pg` other than Punctual's, whose Pool is another class. A pool
+ * hands out connections (`connect`) and counts them (`totalCount`); a Client or
+ * PoolClient does not count.
+ */
+export function isPgPool(executor: unknown): executor is pg.Pool {
+  const candidate = executor as Partial<pg.Pool> | null | undefined;
+  return (
+    typeof candidate?.connect === "function" &&
+    typeof candidate.query === "function" &&
+    typeof candidate.totalCount === "number"
+  );
+}
+
 /** Adapts any supported executor to `Queryable`; `prepared` turns on named statements. */
 export function toQueryable(executor: Executor, { prepared = false } = {}): Queryable {
   if (executor && typeof (executor as pg.Pool).query === "function") {
@@ -76,7 +91,7 @@ function toDrizzleSql(text: string, values: readonly unknown[]): SQL {
  * database (its `transaction`; inside a drizzle transaction, a savepoint).
  */
 export async function withTransaction<T>(executor: Executor | undefined, work: (db: Queryable) => Promise<T>): Promise<T> {
-  if (executor instanceof pg.Pool) {
+  if (isPgPool(executor)) {
     const client = await executor.connect();
     try {
       await client.query("begin");

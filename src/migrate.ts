@@ -2,6 +2,7 @@ import { fileURLToPath } from "node:url";
 import pg from "pg";
 import { drizzle } from "drizzle-orm/node-postgres";
 import { migrate as drizzleMigrate } from "drizzle-orm/node-postgres/migrator";
+import { isPgPool } from "./executor.js";
 
 /** The SQL migrations drizzle-kit wrote, shipped with the package. */
 export const MIGRATIONS_FOLDER = fileURLToPath(new URL("../drizzle", import.meta.url));
@@ -28,7 +29,7 @@ export async function migrate(database: string | pg.Pool | pg.Client): Promise<v
     await own.connect();
     client = own;
     release = () => own.end();
-  } else if (database instanceof pg.Pool) {
+  } else if (isPgPool(database)) {
     const pooled = await database.connect();
     client = pooled;
     release = async () => pooled.release();

@@ -40,9 +40,18 @@ export class ServiceRunner<Counts> {
     if (this.stopped) return;
     const jitter = 0.9 + Math.random() * 0.2;
     this.timer = setTimeout(() => {
+      // onRound's own errors (an app's event listener) go to onError too, never
+      // to an unhandled rejection.
       this.running = this.service
         .runOnce()
-        .then(this.onRound, this.onError)
+        .then((counts) => this.onRound(counts))
+        .catch((error) => {
+          try {
+            this.onError(error);
+          } catch {
+            // Reporting failed as well; the next round runs as planned.
+          }
+        })
         .finally(() => {
           this.running = null;
           this.schedule();

@@ -64,11 +64,12 @@ export class JobRunner {
           handlerDone();
           const state = await this.outcomes.place({ id: job.id, slot: placeAt });
           if (state === "lost") this.emit("job:lost", job);
+          else if (state === "unrecorded") return;
           else if (row.slot_at) {
             logger.warn({ slot: row.slot_at, next: placeAt }, "missed occurrence skipped");
             this.emit("job:skipped", job, { slot: row.slot_at, next: placeAt });
           } else {
-            logger.info({ slot: placeAt }, "schedule placed on its first slot");
+            logger.debug({ slot: placeAt }, "schedule placed on its first slot");
             this.emit("job:placed", job, { slot: placeAt });
           }
           return;
@@ -140,7 +141,9 @@ export class JobRunner {
   private report(job: JobEvent, state: RecordedState, failed: { error: Error; runAt: Date } | null, logger: Logger) {
     switch (state) {
       case "succeeded":
-        logger.info({ attempt: job.attempt }, "job succeeded");
+        // Debug: at thousands of jobs a second an info line per job would be most of
+        // the worker's work, and of the logs. Failures and retries stay loud.
+        logger.debug({ attempt: job.attempt }, "job succeeded");
         this.emit("job:succeeded", job);
         return;
       case "pending":
@@ -152,7 +155,10 @@ export class JobRunner {
         logger.error({ attempt: job.attempt, err: failed?.error }, `job ${state}`);
         this.emit("job:failed", job, { error: failed?.error ?? new Error(state), state });
         return;
-      default:
+      case "unrecorded":
+        logger.error({ attempt: job.attempt }, "outcome could not be written; the job runs again once its lease expires");
+        return;
+      case "lost":
         logger.warn("outcome not recorded: the job is no longer leased to this worker");
         this.emit("job:lost", job);
     }

@@ -2,24 +2,46 @@ import type { Queryable } from "../executor.js";
 import type { JobState } from "../schema.js";
 import { jobCompleteMany, jobFailMany, jobPlaceMany, type JobFailure, type NextOccurrence } from "../sql/jobs.js";
 
-/** What became of a recorded outcome: the job's new state, or `lost` when fenced out. */
-export type RecordedState = JobState | "lost";
+/**
+ * What became of a recorded outcome: the job's new state; `lost` when fenced out (the
+ * job is no longer leased to this worker); `unrecorded` when it could not be written
+ * (a statement error no retry can fix, or `stop` gave up on a database that stayed
+ * away): the job then runs again once its lease expires.
+ */
+export type RecordedState = JobState | "lost" | "unrecorded";
+
+/** Longest error message kept on a row (`last_error`), in characters. */
+export const ERROR_MESSAGE_MAX = 8_192;
+/** Longest stack kept on a row (`last_error_stack`), in characters. */
+export const ERROR_STACK_MAX = 32_768;
 
 type Resolve = (state: RecordedState) => void;
+type Pending<T> = [T, Resolve];
 type Success = { id: number } & NextOccurrence;
 type Placement = { id: number; slot: Date };
 
 /**
  * Collects job outcomes and writes them in batches: while one batch is being written,
  * the next accumulates, so under load one round trip records many jobs and when idle
- * an outcome is written at once. A write that fails (the database is away) is retried
- * with the same outcomes; none is dropped.
+ * an outcome is written at once.
+ *
+ * Robust to the two ways a write fails:
+ * - the database is away (a connection-class error): the same outcomes are written
+ *   again after a pause; none is dropped;
+ * - a statement is refused for what it carries: each of its outcomes is then written
+ *   on its own, so one bad outcome never holds back its neighbours, and one that fails
+ *   alone is given up (`unrecorded`, reported) instead of retried forever.
+ * The three statements of a batch (successes, failures, placements) settle apart.
  */
 export class OutcomeBatcher {
-  private successes: [Success, Resolve][] = [];
-  private failures: [JobFailure, Resolve][] = [];
-  private placements: [Placement, Resolve][] = [];
+  private successes: Pending<Success>[] = [];
+  private failures: Pending<JobFailure>[] = [];
+  private placements: Pending<Placement>[] = [];
   private flushing: Promise<void> | null = null;
+  /** Outcomes whose statement has been sent and not answered yet. */
+  private readonly inFlight = new Set<Pending<{ id: number }>>();
+  private abandoned = false;
+  private endPause: (() => void) | null = null;
 
   constructor(
     private readonly db: Queryable,
@@ -33,9 +55,17 @@ export class OutcomeBatcher {
     return new Promise((resolve) => this.push(this.successes, [success, resolve]));
   }
 
-  /** Records a failed attempt; resolves with the state the job went to. */
+  /**
+   * Records a failed attempt; resolves with the state the job went to. The message and
+   * stack come from a handler: they are made storable first (see `storableText`).
+   */
   failure(failure: JobFailure): Promise<RecordedState> {
-    return new Promise((resolve) => this.push(this.failures, [failure, resolve]));
+    const stored = {
+      ...failure,
+      message: storableText(failure.message, ERROR_MESSAGE_MAX),
+      stack: failure.stack === null ? null : storableText(failure.stack, ERROR_STACK_MAX),
+    };
+    return new Promise((resolve) => this.push(this.failures, [stored, resolve]));
   }
 
   /** Puts a claimed periodic row back on a slot without running it. */
@@ -54,19 +84,48 @@ export class OutcomeBatcher {
     this.successes = [];
     return {
       successes: taken.map(([s]) => s),
-      settle: (written) => settleSuccesses(taken, written),
+      settle: (written) => settleByIds(taken, written, "succeeded"),
       giveBack: () => {
         for (const item of taken) this.push(this.successes, item);
       },
     };
   }
 
-  /** Resolves when everything recorded so far is written. */
-  async drain(): Promise<void> {
-    while (this.flushing) await this.flushing;
+  /**
+   * Resolves true when everything recorded so far is written, or false when that took
+   * longer than `timeoutMs` (the database is away): then call `abandon`.
+   */
+  async drain(timeoutMs = Number.POSITIVE_INFINITY): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<false>((resolve) => {
+      if (Number.isFinite(timeoutMs)) timer = setTimeout(() => resolve(false), timeoutMs);
+    });
+    try {
+      while (this.flushing) {
+        if (!(await Promise.race([this.flushing.then(() => true), timedOut]))) return false;
+      }
+      return true;
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
-  private push<T>(queue: [T, Resolve][], item: [T, Resolve]) {
+  /**
+   * Stops retrying: every outcome not yet written resolves `unrecorded` (their jobs run
+   * again after their lease expires). Returns their job ids. A statement already sent
+   * may still land; its outcomes are reported unrecorded all the same.
+   */
+  abandon(): number[] {
+    this.abandoned = true;
+    this.endPause?.();
+    const sent = [...this.inFlight];
+    this.inFlight.clear();
+    for (const [, resolve] of sent) resolve("unrecorded");
+    return [...sent.map(([value]) => value.id), ...this.giveUpQueued()];
+  }
+
+  private push<T>(queue: Pending<T>[], item: Pending<T>) {
+    if (this.abandoned) return item[1]("unrecorded");
     queue.push(item);
     this.flushing ??= this.flush().finally(() => {
       this.flushing = null;
@@ -76,43 +135,129 @@ export class OutcomeBatcher {
   private async flush() {
     // Yield once so that outcomes finishing in the same tick share the first batch.
     await new Promise((resolve) => setImmediate(resolve));
-    while (this.successes.length + this.failures.length + this.placements.length > 0) {
-      const batch = { successes: this.successes, failures: this.failures, placements: this.placements };
+    while (!this.abandoned && this.successes.length + this.failures.length + this.placements.length > 0) {
+      const successes = this.successes;
+      const failures = this.failures;
+      const placements = this.placements;
       this.successes = [];
       this.failures = [];
       this.placements = [];
-      try {
-        await this.write(batch);
-      } catch (error) {
+      const retry = await Promise.all([
+        this.write(successes, (items) => this.writeSuccesses(items), (items) => this.successes.unshift(...items)),
+        this.write(failures, (items) => this.writeFailures(items), (items) => this.failures.unshift(...items)),
+        this.write(placements, (items) => this.writePlacements(items), (items) => this.placements.unshift(...items)),
+      ]);
+      if (retry.some(Boolean)) await this.pause();
+    }
+    if (this.abandoned) this.giveUpQueued();
+  }
+
+  /**
+   * Writes one statement's outcomes and resolves them. Returns true when they were put
+   * back to be written again (the database is away).
+   */
+  private async write<T extends { id: number }>(
+    items: Pending<T>[],
+    statement: (values: T[]) => Promise<Map<number, RecordedState>>,
+    putBack: (items: Pending<T>[]) => void,
+  ): Promise<boolean> {
+    if (items.length === 0) return false;
+    for (const item of items) this.inFlight.add(item);
+    try {
+      const states = await statement(items.map(([value]) => value));
+      for (const [value, resolve] of items) resolve(states.get(value.id) ?? "lost");
+      return false;
+    } catch (error) {
+      if (this.abandoned) return false; // abandon() has resolved them
+      if (isConnectionError(error)) {
         this.onError(error);
-        this.successes.unshift(...batch.successes);
-        this.failures.unshift(...batch.failures);
-        this.placements.unshift(...batch.placements);
-        await new Promise((resolve) => setTimeout(resolve, this.retryDelayMs));
+        putBack(items);
+        return true;
       }
+      if (items.length > 1) {
+        // Refused for what it carries: find the bad outcome by writing each on its own.
+        const retries = [];
+        for (const item of items) retries.push(await this.write([item], statement, putBack));
+        return retries.some(Boolean);
+      }
+      const [[value, resolve]] = items as [Pending<T>];
+      this.onError(new Error(`the outcome of job ${value.id} could not be written, and is given up: ${(error as Error).message}`, { cause: error }));
+      resolve("unrecorded");
+      return false;
+    } finally {
+      for (const item of items) this.inFlight.delete(item);
     }
   }
 
-  private async write({ successes, failures, placements }: {
-    successes: [Success, Resolve][];
-    failures: [JobFailure, Resolve][];
-    placements: [Placement, Resolve][];
-  }) {
-    const [done, failed, placed] = await Promise.all([
-      successes.length ? jobCompleteMany(this.db, this.workerId, successes.map(([s]) => s)) : [],
-      failures.length ? jobFailMany(this.db, this.workerId, failures.map(([f]) => f)) : [],
-      placements.length ? jobPlaceMany(this.db, this.workerId, placements.map(([p]) => p)) : [],
-    ]);
-    settleSuccesses(successes, done);
-    const failedState = new Map(failed.map((row) => [Number(row.id), row.state]));
-    const wasPlaced = new Set(placed);
-    for (const [f, resolve] of failures) resolve(failedState.get(f.id) ?? "lost");
-    for (const [p, resolve] of placements) resolve(wasPlaced.has(p.id) ? "pending" : "lost");
+  private async writeSuccesses(items: Success[]) {
+    const written = await jobCompleteMany(this.db, this.workerId, items);
+    return new Map(written.map((id) => [id, "succeeded" as const]));
+  }
+
+  private async writeFailures(items: JobFailure[]) {
+    const rows = await jobFailMany(this.db, this.workerId, items);
+    return new Map(rows.map((row) => [Number(row.id), row.state]));
+  }
+
+  private async writePlacements(items: Placement[]) {
+    const placed = await jobPlaceMany(this.db, this.workerId, items);
+    return new Map(placed.map((id) => [id, "pending" as const]));
+  }
+
+  /** Waits before writing again; `abandon` cuts it short. */
+  private pause(): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, this.retryDelayMs);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.endPause = () => {
+        this.endPause = null;
+        done();
+      };
+    });
+  }
+
+  private giveUpQueued(): number[] {
+    const queued: Pending<{ id: number }>[] = [...this.successes, ...this.failures, ...this.placements];
+    this.successes = [];
+    this.failures = [];
+    this.placements = [];
+    for (const [, resolve] of queued) resolve("unrecorded");
+    return queued.map(([value]) => value.id);
   }
 }
 
-/** Resolves each success: written, or fenced out (`lost`). */
-function settleSuccesses(successes: readonly [Success, Resolve][], written: readonly number[]) {
+/** Resolves each outcome: written (`state`), or fenced out (`lost`). */
+function settleByIds(items: readonly Pending<{ id: number }>[], written: readonly number[], state: RecordedState) {
   const ok = new Set(written);
-  for (const [s, resolve] of successes) resolve(ok.has(s.id) ? "succeeded" : "lost");
+  for (const [value, resolve] of items) resolve(ok.has(value.id) ? state : "lost");
+}
+
+/**
+ * Errors worth writing the same outcomes again for: the connection or the server is
+ * unavailable (SQLSTATE classes 08 connection, 57P shutdown, 53 resources such as too
+ * many connections), a transaction conflict (40), or an error with no SQLSTATE at all,
+ * which is the socket's (terminated, timed out, refused). Anything else is the
+ * statement's own fault and would fail again.
+ */
+export function isConnectionError(error: unknown): boolean {
+  if (error instanceof TypeError || error instanceof RangeError || error instanceof SyntaxError) return false;
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code === "string" && /^[0-9A-Z]{5}$/.test(code)) return /^(08|57P|53|40)/.test(code);
+  return true;
+}
+
+const UNPAIRED_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+
+/**
+ * Text PostgreSQL can store, from whatever a handler threw: NUL characters (which
+ * `text` cannot hold) and unpaired UTF-16 surrogates (which are not UTF-8) become
+ * U+FFFD, and text over `max` characters is cut, saying how much was cut.
+ */
+export function storableText(value: unknown, max: number): string {
+  let text = String(value);
+  if (text.length > max) text = `${text.slice(0, max)}… (${text.length - max} more characters)`;
+  return text.replaceAll("\u0000", "\uFFFD").replace(UNPAIRED_SURROGATE, "\uFFFD");
 }

@@ -16,7 +16,8 @@ export const NOTIFY_CHANNEL = "punctual_jobs";
  *   after each idle claim). Delays use the database's clock, corrected by the offset
  *   measured on each ask, so clock skew between hosts does not make jobs late.
  * The LISTEN connection reconnects on its own after any fault, and wakes the worker
- * when it is back (notifications sent meanwhile were lost).
+ * when it is back (notifications sent meanwhile were lost). The same channel carries
+ * cancel requests for running jobs, so a handler's signal fires at once.
  */
 export class Wakeups {
   private client: pg.Client | null = null;
@@ -33,6 +34,8 @@ export class Wakeups {
     private readonly onWake: (reason: WakeReason) => void,
     private readonly onError: (error: unknown) => void,
     private readonly onListening: (reconnected: boolean) => void = () => {},
+    /** A running job's cancel was requested (drizzle/0006): `workerId` holds it. */
+    private readonly onCancel: (jobId: number, workerId: string | null) => void = () => {},
   ) {}
 
   /** Starts listening (when given a connection config; without one, timers only). */
@@ -99,12 +102,17 @@ export class Wakeups {
   }
 
   private onNotification(payload: string | undefined) {
-    let runAt: number;
+    let message: { run_at?: string; cancel?: number; locked_by?: string | null };
     try {
-      runAt = Date.parse(JSON.parse(payload ?? "{}").run_at);
+      message = JSON.parse(payload ?? "{}");
     } catch {
       return;
     }
+    if (typeof message.cancel === "number") {
+      this.onCancel(message.cancel, message.locked_by ?? null);
+      return;
+    }
+    const runAt = Date.parse(message.run_at ?? "");
     if (Number.isNaN(runAt)) return;
     const localMs = runAt - this.clockOffsetMs;
     if (localMs <= Date.now()) this.onWake("notify");

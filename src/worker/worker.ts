@@ -4,7 +4,7 @@ import { hostname } from "node:os";
 import pg from "pg";
 import { z } from "zod";
 import { createClient, type ScheduleSpec } from "../client.js";
-import { toQueryable, type Queryable } from "../executor.js";
+import { isPgPool, toQueryable, type Queryable } from "../executor.js";
 import { ValidationError } from "../errors.js";
 import { createLogger, type Logger } from "../logger.js";
 import { LeaseRescuer, type RescueCounts } from "../maintenance/lease-rescuer.js";
@@ -118,7 +118,11 @@ const optionsSchema = z.object({
   leaseMs: z.int().min(100).max(86_400_000).default(15_000),
   heartbeatIntervalMs: z.int().min(10).optional(),
   rescueIntervalMs: z.int().min(10).optional(),
-  retention: z.union([z.literal(false), durationSchema.pipe(z.number().min(0))]).default(86_400_000),
+  retention: z
+    .union([z.literal(false), durationSchema.pipe(z.number().min(0))], {
+      error: 'must be false (keep finished jobs) or a duration such as "7d" or 604800000',
+    })
+    .default(86_400_000),
   pruneIntervalMs: z.int().min(10).default(60_000),
 });
 
@@ -152,6 +156,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
   private readonly running = new Map<number, Running>();
   private loop: Promise<void> | null = null;
   private heartbeat: NodeJS.Timeout | undefined;
+  private heartbeatStopped = true;
   private stopping = false;
   /** Wakes the claim loop from its wait; set only while it waits. */
   private wake: ((reason: WakeReason) => void) | null = null;
@@ -166,6 +171,9 @@ export class Worker extends EventEmitter<WorkerEvents> {
     if (!parsed.success) throw zodError("", parsed.error);
     this.options = parsed.data;
     if (options.pool) {
+      if (!isPgPool(options.pool)) {
+        throw new ValidationError("pool", "must be a pg Pool: claims, heartbeats and outcome writes run side by side");
+      }
       this.pool = options.pool;
       this.ownsPool = false;
     } else if (options.connectionString) {
@@ -192,6 +200,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
       (reason) => this.onWake(reason),
       (error) => this.reportError(error),
       (reconnected) => this.emit("worker:listening", { reconnected }),
+      (jobId, workerId) => workerId === this.id && this.onCancelRequested(jobId),
     );
     const { leaseMs } = this.options;
     this.maintenance = [
@@ -228,10 +237,8 @@ export class Worker extends EventEmitter<WorkerEvents> {
     );
     this.wakeups.start();
     for (const service of this.maintenance) service.start();
-    this.heartbeat = setInterval(
-      () => void this.renewLeases(),
-      this.options.heartbeatIntervalMs ?? Math.max(10, Math.floor(this.options.leaseMs / 3)),
-    );
+    this.heartbeatStopped = false;
+    this.scheduleHeartbeat();
     this.loop = this.claimLoop();
   }
 
@@ -254,7 +261,8 @@ export class Worker extends EventEmitter<WorkerEvents> {
       await Promise.race([Promise.all([...this.running.values()].map((r) => r.done)), timedOut]);
       clearTimeout(timer);
     }
-    clearInterval(this.heartbeat);
+    this.heartbeatStopped = true;
+    clearTimeout(this.heartbeat);
     const unfinished = [...this.running.values()].filter((r) => !r.released);
     if (unfinished.length > 0) {
       for (const r of unfinished) {
@@ -269,7 +277,13 @@ export class Worker extends EventEmitter<WorkerEvents> {
         this.reportError(error);
       }
     }
-    await this.outcomes.drain();
+    if (!(await this.outcomes.drain(timeoutMs))) {
+      const unwritten = this.outcomes.abandon();
+      this.logger.error(
+        { jobs: unwritten, timeoutMs },
+        "gave up writing outcomes; unless a write still lands, these jobs run again once their lease expires",
+      );
+    }
     if (this.ownsPool) await this.pool.end();
     this.logger.info("worker stopped");
     this.emit("worker:stopped");
@@ -389,7 +403,10 @@ export class Worker extends EventEmitter<WorkerEvents> {
       if (!this.running.delete(job.id)) return;
       if (this.waitingForSlot) this.wake?.("slot");
     };
-    entry.done = this.runner.run(task, row, job, entry, this.logger, freeSlot).finally(freeSlot);
+    entry.done = this.runner
+      .run(task, row, job, entry, this.logger, freeSlot)
+      .catch((error) => this.reportError(error))
+      .finally(freeSlot);
   }
 
   /**
@@ -405,6 +422,12 @@ export class Worker extends EventEmitter<WorkerEvents> {
       const renewed = await jobRenewLeases(this.db, this.id, held.map((r) => r.job.id), this.options.leaseMs);
       const still = new Map(renewed.map((r) => [r.id, r.cancelRequested]));
       for (const r of held) {
+        // A handler that returned while the renewal was in flight has left `running`:
+        // its outcome may be written already, so its row is no longer running and the
+        // renewal missed it. That is a finished job, not a lost one. A job still in
+        // `running` had no outcome written (outcomes are written after the handler
+        // returns), so a miss there really means another worker took it.
+        if (this.running.get(r.job.id) !== r || r.released) continue;
         if (!still.has(r.job.id)) {
           r.released = true;
           r.controller.abort(new Error("lease lost: another worker took this job over"));
@@ -422,6 +445,46 @@ export class Worker extends EventEmitter<WorkerEvents> {
     }
   }
 
+  /**
+   * The next heartbeat is armed when the previous one has finished, so a slow database
+   * never has renewals piling up on it.
+   */
+  private scheduleHeartbeat() {
+    if (this.heartbeatStopped) return;
+    this.heartbeat = setTimeout(() => {
+      void this.renewLeases().finally(() => this.scheduleHeartbeat());
+    }, this.options.heartbeatIntervalMs ?? Math.max(10, Math.floor(this.options.leaseMs / 3)));
+  }
+
+  /**
+   * A cancel of a job this worker runs (NOTIFY from `punctual.jobs`' cancel trigger):
+   * its handler's signal fires now rather than at the next heartbeat.
+   */
+  private onCancelRequested(jobId: number) {
+    const entry = this.running.get(jobId);
+    if (entry && !entry.released && !entry.controller.signal.aborted) {
+      entry.controller.abort(new Error("cancelled"));
+    }
+  }
+
+  /**
+   * Events go to the app's listeners, each called on its own: a listener that throws
+   * must neither keep the others from hearing the event nor break the worker (the
+   * exception would surface in the claim loop, a job's promise or a timer). It is
+   * logged, and the worker carries on.
+   */
+  override emit<K extends keyof WorkerEvents>(event: K, ...args: WorkerEvents[K]): boolean {
+    const listeners = this.rawListeners(event) as ((...args: WorkerEvents[K]) => unknown)[];
+    for (const listener of listeners) {
+      try {
+        listener.apply(this, args);
+      } catch (error) {
+        this.logger.error({ err: toError(error), event }, "a worker event listener threw; the worker carries on");
+      }
+    }
+    return listeners.length > 0;
+  }
+
   private onRescued(counts: RescueCounts) {
     for (const job of counts.jobs) {
       this.logger.warn(job, "took back a job whose lease expired");
@@ -431,9 +494,8 @@ export class Worker extends EventEmitter<WorkerEvents> {
 
   private reportError(error: unknown) {
     const err = toError(error);
-    // pg errors carry their client; log only what helps a reader.
-    const { message, stack } = err;
-    this.logger.error({ err: { message, stack, code: (err as { code?: string }).code } }, "worker error");
+    // The Error itself, so pino's serializer logs its type, message, code and stack.
+    this.logger.error({ err }, "worker error");
     this.emit("worker:error", err);
   }
 }

@@ -7,7 +7,7 @@
  */
 import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
-import { cp, mkdtemp, rm, stat } from "node:fs/promises";
+import { cp, mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -52,7 +52,11 @@ function logLines(output: string): Record<string, unknown>[] {
 
 it("npm start in a private folder starts the embedded database, and Ctrl-C drains the worker before the database stops, with a clean log", async () => {
   // What `npm start` runs (npm itself reports a Ctrl-C as its own death by SIGINT).
-  const demo = spawnCommand(path.join(checkout, "node_modules/.bin/tsx"), ["examples/demo/main.ts"], {
+  // Node loads tsx in-process: the tsx CLI would be a parent that, when the machine is
+  // slow, SIGKILLs a child that has not acknowledged a relayed signal within 30 ms.
+  const packageJson = JSON.parse(await readFile(path.join(checkout, "package.json"), "utf8"));
+  expect(packageJson.scripts.start).toBe("node --import tsx examples/demo/main.ts");
+  const demo = spawnCommand(process.execPath, ["--import", "tsx", "examples/demo/main.ts"], {
     cwd: checkout,
     env: { DATABASE_URL: undefined },
     detached: true,

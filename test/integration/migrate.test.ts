@@ -14,7 +14,7 @@ const journal = JSON.parse(readFileSync(new URL("../../drizzle/meta/_journal.jso
 const EXPECTED = {
   migrations: journal.entries.length,
   tables: ["jobs", "migrations"],
-  functions: ["enqueue", "enqueue_many", "notify_pending", "notify_pending_row", "schedule", "schedule_many"],
+  functions: ["check_input", "enqueue", "enqueue_many", "input_check", "notify_cancel_row", "notify_pending", "notify_pending_row", "schedule", "schedule_many"],
 };
 
 async function schemaState(database: TestDatabase) {
