@@ -176,7 +176,7 @@ export async function jobClaim(db: Queryable, params: ClaimParams): Promise<Clai
 export async function jobCompleteAndClaim(
   db: Queryable,
   params: ClaimParams,
-  successes: readonly ({ id: number } & NextOccurrence)[],
+  successes: readonly (HeldJob & NextOccurrence)[],
 ): Promise<{ claimed: ClaimedRow[]; completed: number[] }> {
   const rows = await db.query<ClaimedRow & { done_ids: string[] | null } & Record<string, unknown>>(
     `with done as (${COMPLETE_UPDATE("$5")}),
@@ -227,8 +227,17 @@ const INSERT_NEXT_OCCURRENCE = (finished: string) => `
     and (f.next_slot is not null or not f.rule_unchanged)`;
 
 /** The outcomes in JSON parameter `param`, as rows `i` (open: callers add columns and close it). */
-const outcomeInput = (param: string) => `jsonb_to_recordset(${param}::jsonb) as i(id bigint, next_slot timestamptz, cron text, tz text,
-  every_ms bigint, fixed_delay boolean`;
+const outcomeInput = (param: string) => `jsonb_to_recordset(${param}::jsonb) as i(id bigint, attempt integer, next_slot timestamptz,
+  cron text, tz text, every_ms bigint, fixed_delay boolean`;
+
+/**
+ * The fence every outcome, renewal and release passes: the row must still run under
+ * this worker's lease, and for the same attempt. The attempt matters when a worker's
+ * heartbeats failed, its job was rescued, and the same worker claimed it again: the
+ * first attempt's late outcome must not complete the second.
+ */
+const FENCED = (row: string, input: string) =>
+  `${row}.id = ${input}.id and ${row}.state = 'running' and ${row}.locked_by = $1 and ${row}.attempts = ${input}.attempt`;
 
 const RULE_UNCHANGED = `(j.cron, j.tz, j.every_ms, j.fixed_delay)
   is not distinct from (i.cron, i.tz, i.every_ms, i.fixed_delay) as rule_unchanged`;
@@ -238,18 +247,25 @@ const COMPLETE_UPDATE = (input: string) => `
   update punctual.jobs as j
   set state = 'succeeded', finished_at = now(), locked_by = null, locked_until = null, updated_at = now()
   from ${outcomeInput(input)})
-  where j.id = i.id and j.state = 'running' and j.locked_by = $1
+  where ${FENCED("j", "i")}
   returning j.*, i.next_slot, ${RULE_UNCHANGED}`;
+
+/** A job as this worker holds it: its id and the attempt it runs. */
+export interface HeldJob {
+  id: number;
+  attempt: number;
+}
 
 /**
  * Records successes, and inserts the next occurrence of periodic jobs. Fenced on the
- * lease: only jobs still running under `workerId` change, so a worker whose lease was
- * taken over cannot overwrite the new owner's outcome. Returns the recorded ids.
+ * lease and the attempt: only jobs still running under `workerId`, in the attempt that
+ * succeeded, change, so a worker whose lease was taken over cannot overwrite the new
+ * owner's outcome. Returns the recorded ids.
  */
 export async function jobCompleteMany(
   db: Queryable,
   workerId: string,
-  jobs: readonly ({ id: number } & NextOccurrence)[],
+  jobs: readonly (HeldJob & NextOccurrence)[],
 ) {
   const rows = await db.query<{ id: string }>(
     `with done as (${COMPLETE_UPDATE("$2")}),
@@ -262,8 +278,7 @@ export async function jobCompleteMany(
 }
 
 /** One failed attempt for `jobFailMany`. */
-export interface JobFailure extends NextOccurrence {
-  id: number;
+export interface JobFailure extends NextOccurrence, HeldJob {
   message: string;
   stack: string | null;
   /** Delay before the retry, when attempts remain. */
@@ -294,7 +309,7 @@ export async function jobFailMany(db: Queryable, workerId: string, failures: rea
            last_error = i.message, last_error_stack = i.stack,
            locked_by = null, locked_until = null, updated_at = now()
        from ${outcomeInput("$2")}, message text, stack text, retry_delay_ms integer, retryable boolean)
-       where j.id = i.id and j.state = 'running' and j.locked_by = $1
+       where ${FENCED("j", "i")}
        returning j.*, i.next_slot, ${RULE_UNCHANGED}
      ),
      next as (${INSERT_NEXT_OCCURRENCE("(select * from failed where state = 'failed')")})
@@ -308,13 +323,13 @@ export async function jobFailMany(db: Queryable, workerId: string, failures: rea
  * written by SQL (no slot yet), or a missed occurrence under the `skip` policy. The
  * claim's attempt is given back. Fenced like `jobCompleteMany`.
  */
-export async function jobPlaceMany(db: Queryable, workerId: string, placements: readonly { id: number; slot: Date }[]) {
+export async function jobPlaceMany(db: Queryable, workerId: string, placements: readonly (HeldJob & { slot: Date })[]) {
   const rows = await db.query<{ id: string }>(
     `update punctual.jobs as j
      set state = 'pending', slot_at = p.slot, run_at = p.slot, attempts = greatest(j.attempts - 1, 0),
          locked_by = null, locked_until = null, started_at = null, updated_at = now()
-     from jsonb_to_recordset($2::jsonb) as p(id bigint, slot timestamptz)
-     where j.id = p.id and j.state = 'running' and j.locked_by = $1
+     from jsonb_to_recordset($2::jsonb) as p(id bigint, attempt integer, slot timestamptz)
+     where ${FENCED("j", "p")}
      returning j.id`,
     [workerId, JSON.stringify(placements)],
   );
@@ -326,14 +341,15 @@ export async function jobPlaceMany(db: Queryable, workerId: string, placements: 
  * expire: used when a worker stops with handlers that did not finish in time. The
  * attempt counts. Fenced like `jobCompleteMany`.
  */
-export async function jobReleaseMany(db: Queryable, workerId: string, ids: readonly number[]) {
+export async function jobReleaseMany(db: Queryable, workerId: string, held: readonly HeldJob[]) {
   const rows = await db.query<{ id: string }>(
-    `update punctual.jobs
+    `update punctual.jobs as j
      set state = 'pending', run_at = now(), locked_by = null, locked_until = null, updated_at = now(),
          last_error = 'released: the worker stopped before the handler finished'
-     where id = any($2::bigint[]) and state = 'running' and locked_by = $1
-     returning id`,
-    [workerId, ids],
+     from unnest($2::bigint[], $3::integer[]) as h(id, attempt)
+     where ${FENCED("j", "h")}
+     returning j.id`,
+    [workerId, held.map((h) => h.id), held.map((h) => h.attempt)],
   );
   return rows.map((r) => Number(r.id));
 }
@@ -344,13 +360,14 @@ export async function jobReleaseMany(db: Queryable, workerId: string, ids: reado
  * missing from the answer was taken from this worker (its lease expired and another
  * worker rescued it).
  */
-export async function jobRenewLeases(db: Queryable, workerId: string, ids: readonly number[], leaseMs: number) {
+export async function jobRenewLeases(db: Queryable, workerId: string, held: readonly HeldJob[], leaseMs: number) {
   const rows = await db.query<{ id: string; cancel_requested: boolean }>(
-    `update punctual.jobs
+    `update punctual.jobs as j
      set locked_until = now() + $3 * interval '1 millisecond'
-     where id = any($2::bigint[]) and state = 'running' and locked_by = $1
-     returning id, cancel_requested_at is not null as cancel_requested`,
-    [workerId, ids, leaseMs],
+     from unnest($2::bigint[], $4::integer[]) as h(id, attempt)
+     where ${FENCED("j", "h")}
+     returning j.id, j.cancel_requested_at is not null as cancel_requested`,
+    [workerId, held.map((h) => h.id), leaseMs, held.map((h) => h.attempt)],
     "renew_leases",
   );
   return rows.map((r) => ({ id: Number(r.id), cancelRequested: r.cancel_requested }));

@@ -62,7 +62,7 @@ export class JobRunner {
             : null;
         if (placeAt) {
           handlerDone();
-          const state = await this.outcomes.place({ id: job.id, slot: placeAt });
+          const state = await this.outcomes.place({ id: job.id, attempt: job.attempt, slot: placeAt });
           if (state === "lost") this.emit("job:lost", job);
           else if (state === "unrecorded") return;
           else if (row.slot_at) {
@@ -114,12 +114,13 @@ export class JobRunner {
     if (entry.released) return;
     const next = { next_slot: this.nextSlot(rule, row, failure), ...fingerprint };
     if (!failure) {
-      this.report(job, await this.outcomes.success({ id: job.id, ...next }), null, logger);
+      this.report(job, await this.outcomes.success({ id: job.id, attempt: job.attempt, ...next }), null, logger);
       return;
     }
     const delay = retryDelayMs(job.attempt, task.backoff ?? this.backoff);
     const state = await this.outcomes.failure({
       id: job.id,
+      attempt: job.attempt,
       message: failure.error.message,
       stack: failure.error.stack ?? null,
       retry_delay_ms: delay,

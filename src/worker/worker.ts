@@ -271,7 +271,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
       }
       const ids = unfinished.map((r) => r.job.id);
       try {
-        await jobReleaseMany(this.db, this.id, ids);
+        await jobReleaseMany(this.db, this.id, unfinished.map((r) => ({ id: r.job.id, attempt: r.job.attempt })));
         this.logger.warn({ jobs: ids }, "handed unfinished jobs back to pending");
       } catch (error) {
         this.reportError(error);
@@ -399,8 +399,13 @@ export class Worker extends EventEmitter<WorkerEvents> {
     this.running.set(job.id, entry);
     const task = this.registry.get(row.task)!; // the claim only returns tasks we know
     // The slot frees when the handler returns; the outcome is written in a batch after.
+    // An earlier attempt of this job may still be running here: its lease expired (the
+    // heartbeat could not reach the database), the job was rescued, and this worker
+    // claimed it again. That attempt's outcome is fenced out by its attempt number;
+    // only its own entry may be removed when it returns.
     const freeSlot = () => {
-      if (!this.running.delete(job.id)) return;
+      if (this.running.get(job.id) !== entry) return;
+      this.running.delete(job.id);
       if (this.waitingForSlot) this.wake?.("slot");
     };
     entry.done = this.runner
@@ -419,7 +424,12 @@ export class Worker extends EventEmitter<WorkerEvents> {
     const held = [...this.running.values()].filter((r) => !r.released);
     if (held.length === 0) return;
     try {
-      const renewed = await jobRenewLeases(this.db, this.id, held.map((r) => r.job.id), this.options.leaseMs);
+      const renewed = await jobRenewLeases(
+        this.db,
+        this.id,
+        held.map((r) => ({ id: r.job.id, attempt: r.job.attempt })),
+        this.options.leaseMs,
+      );
       const still = new Map(renewed.map((r) => [r.id, r.cancelRequested]));
       for (const r of held) {
         // A handler that returned while the renewal was in flight has left `running`:

@@ -7,7 +7,7 @@ import { createTestDatabase, type TestDatabase } from "../support/database.js";
 
 const noop = defineTask({ name: "noop", payload: z.object({ n: z.number() }), run: () => {} });
 const params = (workerId: string, limit: number) => ({ workerId, queues: ["default"], tasks: ["noop"], limit, leaseMs: 15_000 });
-const success = (id: number) => ({ id, next_slot: null, cron: null, tz: null, every_ms: null, fixed_delay: false });
+const success = (id: number) => ({ id, attempt: 1, next_slot: null, cron: null, tz: null, every_ms: null, fixed_delay: false });
 
 let db: TestDatabase;
 beforeAll(async () => {

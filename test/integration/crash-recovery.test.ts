@@ -54,9 +54,9 @@ it("SIGKILL mid-job: another worker re-runs every job after the lease expires; t
   // The killed worker's completions, arriving late: fenced on locked_by, they change nothing.
   const q = toQueryable(db.pool);
   const none = { next_slot: null, cron: null, tz: null, every_ms: null, fixed_delay: false };
-  expect(await jobCompleteMany(q, "doomed-worker", jobs.map((j) => ({ id: j.id, ...none })))).toEqual([]);
+  expect(await jobCompleteMany(q, "doomed-worker", jobs.map((j) => ({ id: j.id, attempt: 1, ...none })))).toEqual([]);
   expect(
-    await jobFailMany(q, "doomed-worker", jobs.map((j) => ({ id: j.id, message: "late", stack: null, retry_delay_ms: 0, retryable: true, ...none }))),
+    await jobFailMany(q, "doomed-worker", jobs.map((j) => ({ id: j.id, attempt: 1, message: "late", stack: null, retry_delay_ms: 0, retryable: true, ...none }))),
   ).toEqual([]);
   const { rows: after } = await db.pool.query("select id, state, attempts, last_error, locked_by from punctual.jobs order by id");
   expect(after).toEqual(rows);

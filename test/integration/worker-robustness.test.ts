@@ -109,6 +109,33 @@ describe("lease renewal", () => {
     expect(lost).toEqual([]);
   });
 
+  it("a stale attempt's late outcome does not complete the job's next attempt, even on the same worker", async () => {
+    const pool = gatedPool();
+    const releases = new Map<number, () => void>();
+    const task = defineTask({
+      name: "twice",
+      payload: z.object({}),
+      run: (_payload, { job }) => new Promise<void>((resolve) => releases.set(job.attempt, resolve)),
+    });
+    // Renewals never reach the database: the lease runs out while attempt 1 runs.
+    const renewals = pool.gate((_text, name) => name === "punctual_renew_leases");
+    const worker = startWorker({ pool, tasks: [task], leaseMs: 200, heartbeatIntervalMs: 20, rescueIntervalMs: 20, pollIntervalMs: 20, concurrency: 2 });
+    const second = next(worker, "job:claimed", (job) => job.attempt === 2);
+    const { id } = await punctual.enqueue(task, {});
+    // Rescued (by this same worker's rescuer) and claimed again by this worker.
+    await second;
+    const lost = next(worker, "job:lost");
+    releases.get(1)!();
+    expect((await lost)[0]).toMatchObject({ id, attempt: 1 });
+    expect(await punctual.get(id)).toMatchObject({ state: "running", attempts: 2 });
+
+    renewals.open();
+    const done = next(worker, "job:succeeded");
+    releases.get(2)!();
+    expect((await done)[0]).toMatchObject({ id, attempt: 2 });
+    expect(await punctual.get(id)).toMatchObject({ state: "succeeded", attempts: 2 });
+  });
+
   it("the next renewal starts only when the previous one has finished, however slow the database", async () => {
     const pool = gatedPool();
     const { task, release } = heldTask("slow-db");
@@ -201,7 +228,7 @@ describe("outcome writing", () => {
     const [a, b, c] = claimed.map((row) => Number(row.id));
     const errors: unknown[] = [];
     const batcher = new OutcomeBatcher(queryable, "w1", (error) => errors.push(error), 10);
-    const none = { next_slot: null, cron: null, tz: null, every_ms: null, fixed_delay: false };
+    const none = { attempt: 1, next_slot: null, cron: null, tz: null, every_ms: null, fixed_delay: false };
     const failure = { stack: null, retryable: true, ...none };
     const states = await Promise.all([
       // An integer overflow: PostgreSQL refuses this one for what it carries, every time.
