@@ -153,7 +153,15 @@ export class Worker extends EventEmitter<WorkerEvents> {
   private readonly wakeups: Wakeups;
   private readonly maintenance: { start(): void; stop(): Promise<void> }[];
   private readonly schedules: readonly ScheduleSpec[] | undefined;
+  /** Jobs whose handler runs now: what the concurrency counts. */
   private readonly running = new Map<number, Running>();
+  /**
+   * Jobs this worker holds a lease on: running, or returned and waiting for their
+   * outcome to be written (a success riding the next claim, a batch being retried).
+   * The heartbeat renews all of them, so a written-late outcome never finds its lease
+   * expired and its job run again elsewhere.
+   */
+  private readonly held = new Map<number, Running>();
   private loop: Promise<void> | null = null;
   private heartbeat: NodeJS.Timeout | undefined;
   private heartbeatStopped = true;
@@ -261,8 +269,6 @@ export class Worker extends EventEmitter<WorkerEvents> {
       await Promise.race([Promise.all([...this.running.values()].map((r) => r.done)), timedOut]);
       clearTimeout(timer);
     }
-    this.heartbeatStopped = true;
-    clearTimeout(this.heartbeat);
     const unfinished = [...this.running.values()].filter((r) => !r.released);
     if (unfinished.length > 0) {
       for (const r of unfinished) {
@@ -284,6 +290,9 @@ export class Worker extends EventEmitter<WorkerEvents> {
         "gave up writing outcomes; unless a write still lands, these jobs run again once their lease expires",
       );
     }
+    // Leases were renewed until every outcome was written (or given up).
+    this.heartbeatStopped = true;
+    clearTimeout(this.heartbeat);
     if (this.ownsPool) await this.pool.end();
     this.logger.info("worker stopped");
     this.emit("worker:stopped");
@@ -397,6 +406,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
     };
     const entry: Running = { job, controller: new AbortController(), released: false, done: Promise.resolve() };
     this.running.set(job.id, entry);
+    this.held.set(job.id, entry);
     const task = this.registry.get(row.task)!; // the claim only returns tasks we know
     // The slot frees when the handler returns; the outcome is written in a batch after.
     // An earlier attempt of this job may still be running here: its lease expired (the
@@ -411,17 +421,22 @@ export class Worker extends EventEmitter<WorkerEvents> {
     entry.done = this.runner
       .run(task, row, job, entry, this.logger, freeSlot)
       .catch((error) => this.reportError(error))
-      .finally(freeSlot);
+      .finally(() => {
+        freeSlot();
+        // The outcome is written (or given up): the lease needs no renewing any more.
+        if (this.held.get(job.id) === entry) this.held.delete(job.id);
+      });
   }
 
   /**
-   * The heartbeat: one statement renews the leases of every running job. A job missing
+   * The heartbeat: one statement renews the leases of every job this worker holds
+   * (running, or waiting for its outcome to be written). A running job missing
    * from the answer was taken over (this worker was presumed dead): its handler is
    * aborted and its outcome will not be recorded. A cancel request aborts the handler
    * too; whether it stops is up to the handler.
    */
   private async renewLeases() {
-    const held = [...this.running.values()].filter((r) => !r.released);
+    const held = [...this.held.values()].filter((r) => !r.released);
     if (held.length === 0) return;
     try {
       const renewed = await jobRenewLeases(
@@ -432,11 +447,12 @@ export class Worker extends EventEmitter<WorkerEvents> {
       );
       const still = new Map(renewed.map((r) => [r.id, r.cancelRequested]));
       for (const r of held) {
-        // A handler that returned while the renewal was in flight has left `running`:
-        // its outcome may be written already, so its row is no longer running and the
-        // renewal missed it. That is a finished job, not a lost one. A job still in
-        // `running` had no outcome written (outcomes are written after the handler
-        // returns), so a miss there really means another worker took it.
+        // Only a job whose handler still runs is judged here. One whose handler has
+        // returned may have had its outcome written while the renewal was in flight (its
+        // row is then no longer running, and the renewal missed it): that is a finished
+        // job, not a lost one, and if it was lost its outcome write says so (fenced:
+        // `job:lost`). A job still in `running` had no outcome written (outcomes are
+        // written after the handler returns), so a miss there means another worker took it.
         if (this.running.get(r.job.id) !== r || r.released) continue;
         if (!still.has(r.job.id)) {
           r.released = true;

@@ -136,6 +136,33 @@ describe("lease renewal", () => {
     expect(await punctual.get(id)).toMatchObject({ state: "succeeded", attempts: 2 });
   });
 
+  it("a job whose success waits to be written keeps its lease renewed: it is not rescued and run again", async () => {
+    const pool = gatedPool();
+    const task = defineTask({ name: "written-late", payload: z.object({}), run: () => {} });
+    // Successes cannot be written for now (alone, or riding a claim).
+    const writes = pool.gate((text) => text.includes("set state = 'succeeded'"));
+    const renewals = pool.gate((_text, name) => name === "punctual_renew_leases");
+    renewals.open(); // counted, not held
+    const worker = startWorker({ pool, tasks: [task], leaseMs: 200, heartbeatIntervalMs: 20, rescueIntervalMs: 20 });
+    cleanups.push(async () => writes.open()); // before the worker's stop, even on failure
+    const rescued: unknown[] = [];
+    worker.on("job:rescued", (job) => rescued.push(job));
+    const claimed = next(worker, "job:claimed");
+    const { id } = await punctual.enqueue(task, {});
+    await claimed;
+    await writes.reached;
+    // Forty renewals at 20 ms: four lease lengths after the handler returned.
+    await renewals.arrivals(renewals.count + 40);
+    expect(rescued).toEqual([]);
+    expect(await punctual.get(id)).toMatchObject({ state: "running", attempts: 1 });
+
+    const done = next(worker, "job:succeeded");
+    writes.open();
+    await done;
+    expect(await punctual.get(id)).toMatchObject({ state: "succeeded", attempts: 1 });
+    expect(rescued).toEqual([]);
+  });
+
   it("the next renewal starts only when the previous one has finished, however slow the database", async () => {
     const pool = gatedPool();
     const { task, release } = heldTask("slow-db");

@@ -10,6 +10,8 @@ export interface Gate {
   open(): void;
   /** Resolves when the first matching query, let through, has finished (rows or error). */
   finished: Promise<void>;
+  /** Resolves once `n` matching queries have arrived. */
+  arrivals(n: number): Promise<void>;
 }
 
 /**
@@ -27,6 +29,7 @@ export class GatedPool extends pg.Pool {
     let reach!: () => void;
     let finish!: () => void;
     const waiting: (() => void)[] = [];
+    const counters: { n: number; resolve: () => void }[] = [];
     const gate: Gate = {
       reached: new Promise((resolve) => (reach = resolve)),
       finished: new Promise((resolve) => (finish = resolve)),
@@ -37,6 +40,7 @@ export class GatedPool extends pg.Pool {
         opened = true;
         for (const go of waiting.splice(0)) go();
       },
+      arrivals: (n) => new Promise((resolve) => (count >= n ? resolve() : counters.push({ n, resolve }))),
     };
     this.gates.push({
       match,
@@ -44,6 +48,10 @@ export class GatedPool extends pg.Pool {
         count += 1;
         const first = count === 1;
         reach();
+        for (const counter of counters.filter((c) => count >= c.n)) {
+          counters.splice(counters.indexOf(counter), 1);
+          counter.resolve();
+        }
         if (!opened) await new Promise<void>((resolve) => waiting.push(resolve));
         try {
           return await run();
