@@ -161,8 +161,20 @@ function claimUpdate(limit: number) {
 
 const claimValues = (p: ClaimParams) => [p.workerId, p.queues, p.tasks, p.leaseMs];
 
+/**
+ * The order claimed jobs come back in, and start in: most urgent first. An UPDATE's
+ * RETURNING follows no order (it comes back in the order rows were reached), so the
+ * statements that claim sort their result.
+ */
+const CLAIM_ORDER = (row: string) => `${row}.priority, ${row}.run_at, ${row}.id`;
+
 export async function jobClaim(db: Queryable, params: ClaimParams): Promise<ClaimedRow[]> {
-  return db.query<ClaimedRow & Record<string, unknown>>(claimUpdate(params.limit), claimValues(params), `claim_${params.limit}`);
+  return db.query<ClaimedRow & Record<string, unknown>>(
+    `with claimed as (${claimUpdate(params.limit)})
+     select * from claimed as c order by ${CLAIM_ORDER("c")}`,
+    claimValues(params),
+    `claim_${params.limit}`,
+  );
 }
 
 /**
@@ -182,9 +194,11 @@ export async function jobCompleteAndClaim(
     `with done as (${COMPLETE_UPDATE("$5")}),
      next as (${INSERT_NEXT_OCCURRENCE("done")}),
      claimed as (${claimUpdate(params.limit)})
-     select d.done_ids, c.*
+     -- The completed ids once, on the first row only (not repeated on every claimed row).
+     select case when row_number() over (order by ${CLAIM_ORDER("c")}) = 1 then d.done_ids end as done_ids, c.*
      from (select array_agg(id) as done_ids from done) as d
-     left join claimed as c on true`,
+     left join claimed as c on true
+     order by ${CLAIM_ORDER("c")}`,
     [...claimValues(params), JSON.stringify(successes)],
     `complete_claim_${params.limit}`,
   );

@@ -46,3 +46,21 @@ describe("the worker's hot path: successes ride along with the next claim", () =
     expect(claimed).toEqual([]);
   });
 });
+
+describe("claimed jobs come back most urgent first", () => {
+  it("jobClaim and jobCompleteAndClaim return them by priority, then run_at, then id (not in the order rows were reached)", async () => {
+    await db.pool.query("truncate punctual.jobs");
+    const punctual = createClient({ executor: db.pool });
+    const priorities = [5, -3, 0, 10, -10, 0];
+    await punctual.enqueueMany(priorities.map((priority, n) => ({ task: noop, payload: { n }, priority })));
+    const q = toQueryable(db.pool, { prepared: true });
+    const first = await jobClaim(q, params("w1", 3));
+    expect(first.map((r) => r.priority)).toEqual([-10, -3, 0]);
+    const { claimed, completed } = await jobCompleteAndClaim(q, params("w1", 3), first.map((r) => success(Number(r.id))));
+    expect(claimed.map((r) => r.priority)).toEqual([0, 5, 10]);
+    expect(completed.sort()).toEqual(first.map((r) => Number(r.id)).sort());
+    // The completed ids travel once, not once per claimed row.
+    const { rows } = await db.pool.query("select count(*)::int as n from punctual.jobs where state = 'succeeded'");
+    expect(rows[0].n).toBe(3);
+  });
+});
