@@ -36,6 +36,8 @@ export class Wakeups {
     private readonly onListening: (reconnected: boolean) => void = () => {},
     /** A running job's cancel was requested (drizzle/0006): `workerId` holds it. */
     private readonly onCancel: (jobId: number, workerId: string | null) => void = () => {},
+    /** The queues the worker serves: notifications for other queues are ignored (drizzle/0007). */
+    private readonly queues?: readonly string[],
   ) {}
 
   /** Starts listening (when given a connection config; without one, timers only). */
@@ -102,7 +104,7 @@ export class Wakeups {
   }
 
   private onNotification(payload: string | undefined) {
-    let message: { run_at?: string; cancel?: number; locked_by?: string | null };
+    let message: { run_at?: string; queue?: string; cancel?: number; locked_by?: string | null };
     try {
       message = JSON.parse(payload ?? "{}");
     } catch {
@@ -112,6 +114,8 @@ export class Wakeups {
       this.onCancel(message.cancel, message.locked_by ?? null);
       return;
     }
+    // A job in a queue this worker does not serve is not ours to claim.
+    if (typeof message.queue === "string" && this.queues && !this.queues.includes(message.queue)) return;
     const runAt = Date.parse(message.run_at ?? "");
     if (Number.isNaN(runAt)) return;
     const localMs = runAt - this.clockOffsetMs;

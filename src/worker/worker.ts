@@ -209,6 +209,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
       (error) => this.reportError(error),
       (reconnected) => this.emit("worker:listening", { reconnected }),
       (jobId, workerId) => workerId === this.id && this.onCancelRequested(jobId),
+      this.options.queues,
     );
     const { leaseMs } = this.options;
     this.maintenance = [

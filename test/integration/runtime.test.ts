@@ -49,6 +49,34 @@ describe("wake-ups", () => {
     expect(payloads).toHaveLength(1);
   });
 
+  it("a bulk insert into two queues sends one notification per queue, naming it", async () => {
+    const listener = new pg.Client({ connectionString: t.db.url });
+    await listener.connect();
+    const payloads: { run_at: string; queue: string }[] = [];
+    listener.on("notification", (m) => payloads.push(JSON.parse(m.payload!)));
+    await listener.query("listen punctual_jobs");
+    await t.punctual.enqueueMany(
+      Array.from({ length: 100 }, (_, n) => ({ task: quick, payload: { n }, queue: n % 2 ? "odd" : "even" })),
+    );
+    await listener.query("select 1");
+    await listener.end();
+    expect(payloads.map((p) => p.queue).sort()).toEqual(["even", "odd"]);
+  });
+
+  it("an idle worker is not woken by jobs of a queue it does not serve", async () => {
+    const worker = startWorker({ tasks: [quick], queues: ["mine"], pollIntervalMs: 600_000 });
+    await next(worker, "worker:listening");
+    await next(worker, "worker:poll"); // the first claim, at start, found nothing
+    const polls: { claimed: number; reason: string }[] = [];
+    worker.on("worker:poll", (poll) => polls.push(poll));
+    await t.punctual.enqueue(quick, { n: 1 }, { queue: "theirs" });
+    const claimed = next(worker, "job:claimed");
+    await t.punctual.enqueue(quick, { n: 2 }, { queue: "mine" });
+    await claimed;
+    // The only claim after start was for "mine": "theirs" woke no one here.
+    expect(polls[0]).toMatchObject({ claimed: 1, reason: "notify" });
+  });
+
   it("claims and completions notify no one; a retry or a debounce that leaves a row pending does", async () => {
     const listener = new pg.Client({ connectionString: t.db.url });
     await listener.connect();
