@@ -6,7 +6,7 @@ import type { ClaimedRow } from "../sql/jobs.js";
 import { zodError, type AnyTask, type JobContext } from "../tasks.js";
 import { retryDelayMs, type BackoffOptions } from "./backoff.js";
 import type { OutcomeBatcher, RecordedState } from "./outcome-batcher.js";
-import type { JobEvent, WorkerEvents } from "./worker.js";
+import type { JobEvent, WorkerEvents } from "./events.js";
 
 /** A job this worker is running. */
 export interface Running {

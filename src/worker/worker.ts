@@ -8,13 +8,15 @@ import { isPgPool, toQueryable, type Queryable } from "../executor.js";
 import { ValidationError } from "../errors.js";
 import { createLogger, type Logger } from "../logger.js";
 import { LeaseRescuer, type RescueCounts } from "../maintenance/lease-rescuer.js";
-import { Pruner, type PruneCounts } from "../maintenance/pruner.js";
+import { Pruner } from "../maintenance/pruner.js";
 import { ServiceRunner } from "../maintenance/service.js";
 import { durationSchema, type Duration } from "../schedule/duration.js";
-import { jobClaim, jobCompleteAndClaim, jobNextRunAt, jobReleaseMany, jobRenewLeases, type ClaimedRow } from "../sql/jobs.js";
+import { jobClaim, jobCompleteAndClaim, jobNextRunAt, jobReleaseMany, type ClaimedRow } from "../sql/jobs.js";
 import { TaskRegistry, zodError, type AnyTask } from "../tasks.js";
 import type { BackoffOptions } from "./backoff.js";
+import type { WorkerEvents } from "./events.js";
 import { JobRunner, toError, type Running } from "./job-runner.js";
+import { LeaseKeeper } from "./lease-keeper.js";
 import { OutcomeBatcher } from "./outcome-batcher.js";
 import { Wakeups, type WakeReason } from "./wakeups.js";
 
@@ -69,45 +71,7 @@ export interface WorkerOptions {
   schedules?: readonly ScheduleSpec[];
 }
 
-/** A job as events report it. */
-export interface JobEvent {
-  id: number;
-  task: string;
-  queue: string;
-  key: string | null;
-  attempt: number;
-  maxAttempts: number;
-}
-
-/** Events a worker emits; tests and apps await them instead of polling the table. */
-export interface WorkerEvents {
-  /** A job was claimed and its handler is starting. */
-  "job:claimed": [JobEvent];
-  /** A job's success was recorded. */
-  "job:succeeded": [JobEvent];
-  /** An attempt failed and the job is pending again, due at `runAt`. */
-  "job:retried": [JobEvent, { error: Error; runAt: Date }];
-  /** A job ended `failed` (or `cancelled`, when a cancel was requested while it ran). */
-  "job:failed": [JobEvent, { error: Error; state: "failed" | "cancelled" }];
-  /** A periodic row written without a slot (by SQL, or after a rule change) was placed on its first slot. */
-  "job:placed": [JobEvent, { slot: Date }];
-  /** A missed periodic occurrence was not run (policy `skip`); the schedule moved to `next`. */
-  "job:skipped": [JobEvent, { slot: Date; next: Date }];
-  /** The outcome was not recorded: the job no longer runs under this worker's lease. */
-  "job:lost": [JobEvent];
-  /** This worker took back jobs whose lease had expired (their worker died). */
-  "job:rescued": [RescueCounts["jobs"][number]];
-  /** A claim finished: why it ran, how many jobs it took, how many slots were free. */
-  "worker:poll": [{ claimed: number; free: number; reason: WakeReason }];
-  /** The LISTEN connection is up (again, after a fault, when `reconnected`). */
-  "worker:listening": [{ reconnected: boolean }];
-  /** Finished jobs past retention were deleted. */
-  "worker:pruned": [PruneCounts];
-  /** A database or internal error; the worker carries on. */
-  "worker:error": [Error];
-  /** `stop` finished: nothing runs, every outcome is written. */
-  "worker:stopped": [];
-}
+export type { JobEvent, WorkerEvents } from "./events.js";
 
 const optionsSchema = z.object({
   queues: z.array(z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/, "queue names are 1-64 letters, digits or _ . : -")).min(1).default(["default"]),
@@ -155,16 +119,9 @@ export class Worker extends EventEmitter<WorkerEvents> {
   private readonly schedules: readonly ScheduleSpec[] | undefined;
   /** Jobs whose handler runs now: what the concurrency counts. */
   private readonly running = new Map<number, Running>();
-  /**
-   * Jobs this worker holds a lease on: running, or returned and waiting for their
-   * outcome to be written (a success riding the next claim, a batch being retried).
-   * The heartbeat renews all of them, so a written-late outcome never finds its lease
-   * expired and its job run again elsewhere.
-   */
-  private readonly held = new Map<number, Running>();
+  /** Renews the leases of every job this worker holds, until its outcome is written. */
+  private readonly leases: LeaseKeeper;
   private loop: Promise<void> | null = null;
-  private heartbeat: NodeJS.Timeout | undefined;
-  private heartbeatStopped = true;
   private stopping = false;
   /** Wakes the claim loop from its wait; set only while it waits. */
   private wake: ((reason: WakeReason) => void) | null = null;
@@ -212,6 +169,18 @@ export class Worker extends EventEmitter<WorkerEvents> {
       this.options.queues,
     );
     const { leaseMs } = this.options;
+    const heartbeatMs = this.options.heartbeatIntervalMs ?? Math.max(10, Math.floor(leaseMs / 3));
+    this.leases = new LeaseKeeper(this.db, this.id, leaseMs, heartbeatMs, {
+      isRunning: (entry) => this.running.get(entry.job.id) === entry,
+      lost: (entry) => {
+        entry.released = true;
+        entry.controller.abort(new Error("lease lost: another worker took this job over"));
+        this.logger.warn({ job: entry.job.id }, "lease lost; handler aborted");
+        this.emit("job:lost", entry.job);
+      },
+      cancelRequested: (entry) => this.onCancelRequested(entry.job.id),
+      error: (error) => this.reportError(error),
+    });
     this.maintenance = [
       new ServiceRunner(
         new LeaseRescuer(this.db),
@@ -246,8 +215,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
     );
     this.wakeups.start();
     for (const service of this.maintenance) service.start();
-    this.heartbeatStopped = false;
-    this.scheduleHeartbeat();
+    this.leases.start();
     this.loop = this.claimLoop();
   }
 
@@ -292,8 +260,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
       );
     }
     // Leases were renewed until every outcome was written (or given up).
-    this.heartbeatStopped = true;
-    clearTimeout(this.heartbeat);
+    this.leases.stop();
     if (this.ownsPool) await this.pool.end();
     this.logger.info("worker stopped");
     this.emit("worker:stopped");
@@ -407,7 +374,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
     };
     const entry: Running = { job, controller: new AbortController(), released: false, done: Promise.resolve() };
     this.running.set(job.id, entry);
-    this.held.set(job.id, entry);
+    this.leases.hold(entry);
     const task = this.registry.get(row.task)!; // the claim only returns tasks we know
     // The slot frees when the handler returns; the outcome is written in a batch after.
     // An earlier attempt of this job may still be running here: its lease expired (the
@@ -425,62 +392,8 @@ export class Worker extends EventEmitter<WorkerEvents> {
       .finally(() => {
         freeSlot();
         // The outcome is written (or given up): the lease needs no renewing any more.
-        if (this.held.get(job.id) === entry) this.held.delete(job.id);
+        this.leases.drop(entry);
       });
-  }
-
-  /**
-   * The heartbeat: one statement renews the leases of every job this worker holds
-   * (running, or waiting for its outcome to be written). A running job missing
-   * from the answer was taken over (this worker was presumed dead): its handler is
-   * aborted and its outcome will not be recorded. A cancel request aborts the handler
-   * too; whether it stops is up to the handler.
-   */
-  private async renewLeases() {
-    const held = [...this.held.values()].filter((r) => !r.released);
-    if (held.length === 0) return;
-    try {
-      const renewed = await jobRenewLeases(
-        this.db,
-        this.id,
-        held.map((r) => ({ id: r.job.id, attempt: r.job.attempt })),
-        this.options.leaseMs,
-      );
-      const still = new Map(renewed.map((r) => [r.id, r.cancelRequested]));
-      for (const r of held) {
-        // Only a job whose handler still runs is judged here. One whose handler has
-        // returned may have had its outcome written while the renewal was in flight (its
-        // row is then no longer running, and the renewal missed it): that is a finished
-        // job, not a lost one, and if it was lost its outcome write says so (fenced:
-        // `job:lost`). A job still in `running` had no outcome written (outcomes are
-        // written after the handler returns), so a miss there means another worker took it.
-        if (this.running.get(r.job.id) !== r || r.released) continue;
-        if (!still.has(r.job.id)) {
-          r.released = true;
-          r.controller.abort(new Error("lease lost: another worker took this job over"));
-          this.logger.warn({ job: r.job.id }, "lease lost; handler aborted");
-          this.emit("job:lost", r.job);
-        } else if (still.get(r.job.id) && !r.controller.signal.aborted) {
-          r.controller.abort(new Error("cancelled"));
-        }
-      }
-    } catch (error) {
-      // The leases will be renewed at the next beat, unless the database stays away
-      // longer than the lease: then another worker may take the jobs, and our late
-      // outcomes are fenced out.
-      this.reportError(error);
-    }
-  }
-
-  /**
-   * The next heartbeat is armed when the previous one has finished, so a slow database
-   * never has renewals piling up on it.
-   */
-  private scheduleHeartbeat() {
-    if (this.heartbeatStopped) return;
-    this.heartbeat = setTimeout(() => {
-      void this.renewLeases().finally(() => this.scheduleHeartbeat());
-    }, this.options.heartbeatIntervalMs ?? Math.max(10, Math.floor(this.options.leaseMs / 3)));
   }
 
   /**

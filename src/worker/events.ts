@@ -1,0 +1,43 @@
+import type { RescueCounts } from "../maintenance/lease-rescuer.js";
+import type { PruneCounts } from "../maintenance/pruner.js";
+import type { WakeReason } from "./wakeups.js";
+
+/** A job as events report it. */
+export interface JobEvent {
+  id: number;
+  task: string;
+  queue: string;
+  key: string | null;
+  attempt: number;
+  maxAttempts: number;
+}
+
+/** Events a worker emits; tests and apps await them instead of polling the table. */
+export interface WorkerEvents {
+  /** A job was claimed and its handler is starting. */
+  "job:claimed": [JobEvent];
+  /** A job's success was recorded. */
+  "job:succeeded": [JobEvent];
+  /** An attempt failed and the job is pending again, due at `runAt`. */
+  "job:retried": [JobEvent, { error: Error; runAt: Date }];
+  /** A job ended `failed` (or `cancelled`, when a cancel was requested while it ran). */
+  "job:failed": [JobEvent, { error: Error; state: "failed" | "cancelled" }];
+  /** A periodic row written without a slot (by SQL, or after a rule change) was placed on its first slot. */
+  "job:placed": [JobEvent, { slot: Date }];
+  /** A missed periodic occurrence was not run (policy `skip`); the schedule moved to `next`. */
+  "job:skipped": [JobEvent, { slot: Date; next: Date }];
+  /** The outcome was not recorded: the job no longer runs under this worker's lease. */
+  "job:lost": [JobEvent];
+  /** This worker took back jobs whose lease had expired (their worker died). */
+  "job:rescued": [RescueCounts["jobs"][number]];
+  /** A claim finished: why it ran, how many jobs it took, how many slots were free. */
+  "worker:poll": [{ claimed: number; free: number; reason: WakeReason }];
+  /** The LISTEN connection is up (again, after a fault, when `reconnected`). */
+  "worker:listening": [{ reconnected: boolean }];
+  /** Finished jobs past retention were deleted. */
+  "worker:pruned": [PruneCounts];
+  /** A database or internal error; the worker carries on. */
+  "worker:error": [Error];
+  /** `stop` finished: nothing runs, every outcome is written. */
+  "worker:stopped": [];
+}

@@ -1,0 +1,96 @@
+import type { Queryable } from "../executor.js";
+import { jobRenewLeases } from "../sql/jobs.js";
+import type { Running } from "./job-runner.js";
+
+/**
+ * Keeps the leases of every job a worker holds: from its claim until its outcome is
+ * written (not only while its handler runs), so an outcome written late, riding the
+ * next claim or retried while the database is away, never finds its lease expired and
+ * its job run again elsewhere. One statement renews them all, fenced on the lease
+ * holder and the attempt.
+ *
+ * The next renewal is armed when the previous one has answered, so a slow database
+ * never has renewals piling up on it.
+ */
+export class LeaseKeeper {
+  private readonly held = new Map<number, Running>();
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = true;
+
+  constructor(
+    private readonly db: Queryable,
+    private readonly workerId: string,
+    private readonly leaseMs: number,
+    private readonly intervalMs: number,
+    private readonly events: {
+      /** Whether this entry's handler still runs (its job is the worker's to judge). */
+      isRunning(entry: Running): boolean;
+      /** A running job's lease was taken over by another worker. */
+      lost(entry: Running): void;
+      /** A cancel was requested for a running job. */
+      cancelRequested(entry: Running): void;
+      error(error: unknown): void;
+    },
+  ) {}
+
+  /** Starts keeping `entry`'s lease (at its claim). */
+  hold(entry: Running): void {
+    this.held.set(entry.job.id, entry);
+  }
+
+  /** Stops keeping it (its outcome is written or given up). A newer attempt's entry stays. */
+  drop(entry: Running): void {
+    if (this.held.get(entry.job.id) === entry) this.held.delete(entry.job.id);
+  }
+
+  start(): void {
+    this.stopped = false;
+    this.schedule();
+  }
+
+  /** Stops renewing. A renewal in flight still finishes. */
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.timer);
+  }
+
+  /**
+   * Renews every held lease once. A running job missing from the answer was taken over
+   * (this worker was presumed dead). Only a job whose handler still runs is judged: one
+   * whose handler has returned may have had its outcome written while the renewal was
+   * in flight (its row is then no longer running, and the renewal missed it), and if it
+   * was really lost, its outcome write says so (fenced: `job:lost`). A job whose
+   * handler still runs had no outcome written (outcomes are written after the handler
+   * returns), so a miss there means another worker took it.
+   */
+  async renewOnce(): Promise<void> {
+    const held = [...this.held.values()].filter((r) => !r.released);
+    if (held.length === 0) return;
+    try {
+      const renewed = await jobRenewLeases(
+        this.db,
+        this.workerId,
+        held.map((r) => ({ id: r.job.id, attempt: r.job.attempt })),
+        this.leaseMs,
+      );
+      const still = new Map(renewed.map((r) => [r.id, r.cancelRequested]));
+      for (const r of held) {
+        if (r.released || !this.events.isRunning(r)) continue;
+        if (!still.has(r.job.id)) this.events.lost(r);
+        else if (still.get(r.job.id)) this.events.cancelRequested(r);
+      }
+    } catch (error) {
+      // The leases will be renewed at the next beat, unless the database stays away
+      // longer than the lease: then another worker may take the jobs, and our late
+      // outcomes are fenced out.
+      this.events.error(error);
+    }
+  }
+
+  private schedule() {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => {
+      void this.renewOnce().finally(() => this.schedule());
+    }, this.intervalMs);
+  }
+}
