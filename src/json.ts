@@ -89,7 +89,15 @@ function assertJsonSafe(value: unknown, path: string, ancestors: Set<object>): v
   if (value === null) return;
   const object = value as object;
   if (ancestors.has(object)) throw new ValidationError(path, "contains a cycle");
-  if (typeof (object as { toJSON?: unknown }).toJSON === "function") return;
+  const toJSON = (object as { toJSON?: unknown }).toJSON;
+  if (typeof toJSON === "function") {
+    // What JSON.stringify will write in its place (a Date: its ISO string) is checked
+    // like any value, so a custom toJSON cannot slip a NUL past the check.
+    ancestors.add(object);
+    assertJsonSafe(toJSON.call(object, path.slice(path.lastIndexOf(".") + 1)), path, ancestors);
+    ancestors.delete(object);
+    return;
+  }
   ancestors.add(object);
   if (Array.isArray(object)) {
     object.forEach((item, i) => assertJsonSafe(item, `${path}.${i}`, ancestors));

@@ -39,6 +39,8 @@ describe("toJsonText", () => {
     ["an unpaired low surrogate", { s: "\udc00x" }, "payload.s", /unpaired UTF-16 surrogate \(\\udc00\)/],
     ["two high surrogates", { s: "\ud83d\ud83d\ude00" }, "payload.s", /unpaired UTF-16 surrogate/],
     ["an unpaired surrogate in a key", { "\ud800": 1 }, "payload.\\ud800", /the key contains an unpaired UTF-16 surrogate/],
+    ["a NUL that a custom toJSON writes", { v: { toJSON: () => "a\u0000" } }, "payload.v", /NUL character/],
+    ["a NUL nested in what a custom toJSON returns", { v: { toJSON: () => ({ deep: ["\u0000"] }) } }, "payload.v.deep.0", /NUL character/],
   ])("refuses %s, which PostgreSQL cannot store, naming the path", (_what, value, field, message) => {
     try {
       toJsonText(value);
@@ -49,6 +51,12 @@ describe("toJsonText", () => {
       expect((error as ValidationError).message).toMatch(message);
       expect((error as ValidationError).message).toMatch(/PostgreSQL cannot store/);
     }
+  });
+
+  it("checks what a toJSON returns: a Date becomes its ISO string, an invalid Date null", () => {
+    expect(toJsonText({ at: new Date("2030-01-01T08:00:00Z"), bad: new Date("nonsense") })).toBe(
+      '{"at":"2030-01-01T08:00:00.000Z","bad":null}',
+    );
   });
 
   it("accepts paired surrogates (emoji) and escaped-looking text", () => {
