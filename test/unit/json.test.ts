@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { toJsonText, PAYLOAD_MAX_BYTES } from "../../src/json.js";
-import { ValidationError } from "../../src/errors.js";
+import { expectValidationError } from "../support/validation.js";
 
 describe("toJsonText", () => {
   it("serialises plain JSON values, dropping undefined object properties like JSON does", () => {
@@ -21,13 +21,7 @@ describe("toJsonText", () => {
     ["top-level undefined", undefined, "payload"],
     ["a Set", { s: new Set([1]) }, "payload.s"],
   ])("refuses %s, naming the path", (_what, value, field) => {
-    try {
-      toJsonText(value);
-      expect.unreachable();
-    } catch (error) {
-      expect(error).toBeInstanceOf(ValidationError);
-      expect((error as ValidationError).field).toBe(field);
-    }
+    expectValidationError(() => toJsonText(value), field);
   });
 
   it.each([
@@ -42,15 +36,7 @@ describe("toJsonText", () => {
     ["a NUL that a custom toJSON writes", { v: { toJSON: () => "a\u0000" } }, "payload.v", /NUL character/],
     ["a NUL nested in what a custom toJSON returns", { v: { toJSON: () => ({ deep: ["\u0000"] }) } }, "payload.v.deep.0", /NUL character/],
   ])("refuses %s, which PostgreSQL cannot store, naming the path", (_what, value, field, message) => {
-    try {
-      toJsonText(value);
-      expect.unreachable();
-    } catch (error) {
-      expect(error).toBeInstanceOf(ValidationError);
-      expect((error as ValidationError).field).toBe(field);
-      expect((error as ValidationError).message).toMatch(message);
-      expect((error as ValidationError).message).toMatch(/PostgreSQL cannot store/);
-    }
+    expectValidationError(() => toJsonText(value), field, message, /PostgreSQL cannot store/);
   });
 
   it("checks what a toJSON returns: a Date becomes its ISO string, an invalid Date null", () => {

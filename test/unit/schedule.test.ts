@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { isMissed, nextOccurrence, nextRunAt } from "../../src/schedule/next.js";
 import { MISSED_ALL_LIMIT, parseRule, toRule, type Rule } from "../../src/schedule/rule.js";
-import { ValidationError } from "../../src/errors.js";
+import { expectValidationError } from "../support/validation.js";
 
 const at = (iso: string) => new Date(iso);
 const rule = (input: unknown): Rule => toRule(parseRule(input));
@@ -199,13 +199,6 @@ describe("invalid rules get clear errors", () => {
     [{}, "rule", /either cron/],
     [{ cron: "0 8 * * *", timezone: "UTC" }, "rule.timezone", /Unrecognized key/],
   ])("%j", (input, field, message) => {
-    try {
-      parseRule(input);
-      expect.unreachable();
-    } catch (error) {
-      expect(error).toBeInstanceOf(ValidationError);
-      expect((error as ValidationError).field).toBe(field);
-      expect((error as ValidationError).message).toMatch(message);
-    }
+    expectValidationError(() => parseRule(input), field, message);
   });
 });
