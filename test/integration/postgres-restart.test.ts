@@ -47,8 +47,10 @@ it("a PostgreSQL restart under a running worker: it reconnects and finishes the 
 
   await server.stop();
   await next(worker, "worker:error"); // it noticed
-  await server.start();
+  // Listen for the reconnect before starting the server: the LISTEN connection may come
+  // back before start() has returned (pg_ctl checks for the server every 100 ms).
   const listening = next(worker, "worker:listening", ({ reconnected }) => reconnected);
+  await server.start();
 
   const after = collect(worker, "job:succeeded", 20);
   await punctual.enqueueMany(Array.from({ length: 20 }, (_, n) => ({ task: work, payload: { n: 100 + n } })));
