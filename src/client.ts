@@ -6,7 +6,7 @@ import { nextRunAt } from "./schedule/next.js";
 import { parseRule, ruleToColumns, toRule, type Rule, type ScheduleRule } from "./schedule/rule.js";
 import { jobRemoveUndeclared, jobScheduleMany, scheduleLockReconcile, type ScheduleInsert, type ScheduleRow } from "./sql/schedules.js";
 import { toJob, type Job } from "./job.js";
-import { storableString, unstorableText } from "./json.js";
+import { storableString } from "./json.js";
 import { durationSchema, type Duration } from "./schedule/duration.js";
 import { KEY_MAX_LENGTH, PRIORITY_MAX, PRIORITY_MIN, type JobState } from "./schema.js";
 import {
@@ -411,11 +411,12 @@ export class Client {
   }
 }
 
-/** A key to look up: a non-empty string PostgreSQL can compare (no NUL, no lone surrogate). */
+/** A key to look up: a non-empty string PostgreSQL can compare (no NUL, no lone surrogate); no length limit. */
+const lookupKeySchema = storableString("must be a non-empty string").min(1, "must be a non-empty string");
+
 function checkKey(key: unknown): asserts key is string {
-  if (typeof key !== "string" || key.length === 0) throw new ValidationError("key", "must be a non-empty string");
-  const problem = unstorableText(key);
-  if (problem) throw new ValidationError("key", problem);
+  const parsed = lookupKeySchema.safeParse(key);
+  if (!parsed.success) throw zodError("key", parsed.error);
 }
 
 /** Creates a `Client`. */
