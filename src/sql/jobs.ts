@@ -108,6 +108,8 @@ export interface ClaimedRow {
   fixed_delay: boolean;
   missed: MissedPolicy;
   slot_at: Date | null;
+  /** Marked started by the claim (it takes a free slot at once); else it waits in the buffer. */
+  started: boolean;
 }
 
 /**
@@ -128,21 +130,30 @@ export interface ClaimParams {
   tasks: readonly string[];
   limit: number;
   leaseMs: number;
+  /**
+   * How many of the claimed jobs start at once (the worker's free slots): those get
+   * `started_at`; the rest wait in the worker's buffer with `started_at` null.
+   * Default: all of them.
+   */
+  startNow?: number;
 }
 
 /**
- * The claim as an UPDATE, parameters $1 worker, $2 queues, $3 tasks, $4 lease ms. The
- * limit is written into the text (one prepared statement per limit) so that
- * PostgreSQL's cached generic plan knows it: with "limit $n" it would guess at a large
- * share of the table and plan a scan of it. The ids are collected first, as an array,
- * so the update is an index lookup of exactly those rows.
+ * The claim as an UPDATE, parameters $1 worker, $2 queues, $3 tasks, $4 lease ms, $5
+ * how many start at once. The limit is written into the text (one prepared statement
+ * per limit, and the worker uses a few limits only) so that PostgreSQL's cached
+ * generic plan knows it: with "limit $n" it would guess at a large share of the table
+ * and plan a scan of it. The ids are collected first, as an array in claim order, so
+ * the update is an index lookup of exactly those rows, and the first $5 of them are
+ * marked started.
  */
 function claimUpdate(limit: number) {
   if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`claim limit must be a positive integer, not ${limit}`);
   return `update punctual.jobs as j
      set state = 'running', attempts = j.attempts + 1, locked_by = $1,
-         locked_until = now() + $4 * interval '1 millisecond', started_at = now(), updated_at = now()
-     where j.id = any(array(
+         locked_until = now() + $4 * interval '1 millisecond',
+         started_at = case when c.pos <= $5 then now() end, updated_at = now()
+     from unnest(array(
        select due.id
        from generate_series(${PRIORITY_MIN}, ${PRIORITY_MAX}) as p(priority)
        cross join lateral (
@@ -154,12 +165,13 @@ function claimUpdate(limit: number) {
          for update skip locked
        ) as due
        limit ${limit}
-     ))
+     )) with ordinality as c(id, pos)
+     where j.id = c.id
      returning j.id, j.task, j.queue, j.payload, j.key, j.priority, j.run_at, j.attempts, j.max_attempts,
-               j.cron, j.tz, j.every_ms, j.fixed_delay, j.missed, j.slot_at`;
+               j.cron, j.tz, j.every_ms, j.fixed_delay, j.missed, j.slot_at, j.started_at is not null as started`;
 }
 
-const claimValues = (p: ClaimParams) => [p.workerId, p.queues, p.tasks, p.leaseMs];
+const claimValues = (p: ClaimParams) => [p.workerId, p.queues, p.tasks, p.leaseMs, p.startNow ?? p.limit];
 
 /**
  * The order claimed jobs come back in, and start in: most urgent first. An UPDATE's
@@ -188,10 +200,10 @@ export async function jobClaim(db: Queryable, params: ClaimParams): Promise<Clai
 export async function jobCompleteAndClaim(
   db: Queryable,
   params: ClaimParams,
-  successes: readonly (HeldJob & NextOccurrence)[],
+  successes: readonly (HeldJob & NextOccurrence & StartedAgo)[],
 ): Promise<{ claimed: ClaimedRow[]; completed: number[] }> {
   const rows = await db.query<ClaimedRow & { done_ids: string[] | null } & Record<string, unknown>>(
-    `with done as (${COMPLETE_UPDATE("$5")}),
+    `with done as (${COMPLETE_UPDATE("$6")}),
      next as (${INSERT_NEXT_OCCURRENCE("done")}),
      claimed as (${claimUpdate(params.limit)})
      -- The completed ids once, on the first row only (not repeated on every claimed row).
@@ -242,7 +254,15 @@ const INSERT_NEXT_OCCURRENCE = (finished: string) => `
 
 /** The outcomes in JSON parameter `param`, as rows `i` (open: callers add columns and close it). */
 const outcomeInput = (param: string) => `jsonb_to_recordset(${param}::jsonb) as i(id bigint, attempt integer, next_slot timestamptz,
-  cron text, tz text, every_ms bigint, fixed_delay boolean`;
+  cron text, tz text, every_ms bigint, fixed_delay boolean, started_ago_ms integer`;
+
+/**
+ * `started_at` of a job that started from the worker's buffer: the claim left it null,
+ * and the worker sends how long ago the handler started with its outcome or lease
+ * renewal (no round trip of its own). A job marked started by its claim keeps that time.
+ */
+const STARTED_AT = (row: string, input: string) =>
+  `started_at = coalesce(${row}.started_at, now() - ${input}.started_ago_ms * interval '1 millisecond')`;
 
 /**
  * The fence every outcome, renewal and release passes: the row must still run under
@@ -259,7 +279,8 @@ const RULE_UNCHANGED = `(j.cron, j.tz, j.every_ms, j.fixed_delay)
 /** Marks running jobs of worker $1 succeeded; `input` is the JSON parameter of outcomes. */
 const COMPLETE_UPDATE = (input: string) => `
   update punctual.jobs as j
-  set state = 'succeeded', finished_at = now(), locked_by = null, locked_until = null, updated_at = now()
+  set state = 'succeeded', finished_at = now(), locked_by = null, locked_until = null, updated_at = now(),
+      ${STARTED_AT("j", "i")}
   from ${outcomeInput(input)})
   where ${FENCED("j", "i")}
   returning j.*, i.next_slot, ${RULE_UNCHANGED}`;
@@ -268,6 +289,11 @@ const COMPLETE_UPDATE = (input: string) => `
 export interface HeldJob {
   id: number;
   attempt: number;
+}
+
+/** An outcome's own fields beside the job: how long ago its handler started (null: its claim marked it started). */
+export interface StartedAgo {
+  started_ago_ms?: number | null;
 }
 
 /**
@@ -279,7 +305,7 @@ export interface HeldJob {
 export async function jobCompleteMany(
   db: Queryable,
   workerId: string,
-  jobs: readonly (HeldJob & NextOccurrence)[],
+  jobs: readonly (HeldJob & NextOccurrence & StartedAgo)[],
 ) {
   const rows = await db.query<{ id: string }>(
     `with done as (${COMPLETE_UPDATE("$2")}),
@@ -292,7 +318,7 @@ export async function jobCompleteMany(
 }
 
 /** One failed attempt for `jobFailMany`. */
-export interface JobFailure extends NextOccurrence, HeldJob {
+export interface JobFailure extends NextOccurrence, HeldJob, StartedAgo {
   message: string;
   stack: string | null;
   /** Delay before the retry, when attempts remain. */
@@ -321,7 +347,7 @@ export async function jobFailMany(db: Queryable, workerId: string, failures: rea
            finished_at = case when i.retryable and j.attempts < j.max_attempts and j.cancel_requested_at is null
              then null else now() end,
            last_error = i.message, last_error_stack = i.stack,
-           locked_by = null, locked_until = null, updated_at = now()
+           locked_by = null, locked_until = null, updated_at = now(), ${STARTED_AT("j", "i")}
        from ${outcomeInput("$2")}, message text, stack text, retry_delay_ms integer, retryable boolean)
        where ${FENCED("j", "i")}
        returning j.*, i.next_slot, ${RULE_UNCHANGED}
@@ -369,22 +395,49 @@ export async function jobReleaseMany(db: Queryable, workerId: string, held: read
 }
 
 /**
- * Renews the leases of a worker's running jobs, all in one statement (the heartbeat).
- * Returns the jobs still held, and whether a cancel was requested for each; a job
- * missing from the answer was taken from this worker (its lease expired and another
- * worker rescued it).
+ * Renews the leases of a worker's jobs, all in one statement (the heartbeat): running
+ * ones and those waiting in its buffer. A job started from the buffer since the last
+ * renewal gets its `started_at` here (`startedAgoMs`, null for the others). Returns the
+ * jobs still held, and whether a cancel was requested for each; a job missing from the
+ * answer was taken from this worker (its lease expired and another worker rescued it).
  */
-export async function jobRenewLeases(db: Queryable, workerId: string, held: readonly HeldJob[], leaseMs: number) {
+export async function jobRenewLeases(
+  db: Queryable,
+  workerId: string,
+  held: readonly (HeldJob & { startedAgoMs: number | null })[],
+  leaseMs: number,
+) {
   const rows = await db.query<{ id: string; cancel_requested: boolean }>(
     `update punctual.jobs as j
-     set locked_until = now() + $3 * interval '1 millisecond'
-     from unnest($2::bigint[], $4::integer[]) as h(id, attempt)
+     set locked_until = now() + $3 * interval '1 millisecond', ${STARTED_AT("j", "h")}
+     from unnest($2::bigint[], $4::integer[], $5::integer[]) as h(id, attempt, started_ago_ms)
      where ${FENCED("j", "h")}
      returning j.id, j.cancel_requested_at is not null as cancel_requested`,
-    [workerId, held.map((h) => h.id), leaseMs, held.map((h) => h.attempt)],
+    [workerId, held.map((h) => h.id), leaseMs, held.map((h) => h.attempt), held.map((h) => h.startedAgoMs)],
     "renew_leases",
   );
   return rows.map((r) => ({ id: Number(r.id), cancelRequested: r.cancel_requested }));
+}
+
+/**
+ * Hands claimed jobs that never started (waiting in a worker's buffer) back to pending,
+ * as if never claimed: their attempt does not count, `started_at` stays null, and
+ * `run_at` is unchanged, so they keep their place in line. A cancel requested while
+ * they waited ends them `cancelled`. Fenced like `jobCompleteMany`, and only rows not
+ * marked started are touched. Returns the ids handed back.
+ */
+export async function jobUnclaimMany(db: Queryable, workerId: string, held: readonly HeldJob[]) {
+  const rows = await db.query<{ id: string }>(
+    `update punctual.jobs as j
+     set state = case when j.cancel_requested_at is null then 'pending' else 'cancelled' end::punctual.job_state,
+         finished_at = case when j.cancel_requested_at is null then null else now() end,
+         attempts = greatest(j.attempts - 1, 0), locked_by = null, locked_until = null, updated_at = now()
+     from unnest($2::bigint[], $3::integer[]) as h(id, attempt)
+     where ${FENCED("j", "h")} and j.started_at is null
+     returning j.id`,
+    [workerId, held.map((h) => h.id), held.map((h) => h.attempt)],
+  );
+  return rows.map((r) => Number(r.id));
 }
 
 /**

@@ -8,13 +8,22 @@ import { retryDelayMs, type BackoffOptions } from "./backoff.js";
 import type { OutcomeBatcher, RecordedState } from "./outcome-batcher.js";
 import type { JobEvent, WorkerEvents } from "./events.js";
 
-/** A job this worker is running. */
+/** A job this worker holds: claimed, waiting in its buffer or running. */
 export interface Running {
   job: JobEvent;
   controller: AbortController;
   done: Promise<void>;
   /** Set when the job left this worker (handed back on stop, or its lease was lost): its late outcome is not recorded. */
   released: boolean;
+  /** When its handler started (`performance.now()`); null while it waits in the buffer. */
+  startedAt: number | null;
+  /** Whether the row's `started_at` is written (by the claim, or by a lease renewal since). */
+  startRecorded: boolean;
+}
+
+/** How long ago the handler started, for an outcome, if the row does not say yet. */
+function startedAgo(entry: Running): number | null {
+  return entry.startRecorded || entry.startedAt === null ? null : Math.round(performance.now() - entry.startedAt);
 }
 
 type Emit = <E extends keyof WorkerEvents>(event: E, ...args: WorkerEvents[E]) => void;
@@ -79,6 +88,10 @@ export class JobRunner {
         failure = { error: new ValidationError("rule", `cannot be evaluated: ${toError(error).message}`), retryable: false };
       }
     }
+    if (!failure && entry.controller.signal.aborted) {
+      // Cancelled while it waited in the buffer: it does not start. The row says cancelled.
+      failure = { error: toError(entry.controller.signal.reason), retryable: false };
+    }
     if (!failure) {
       this.emit("job:claimed", job);
       const parsed = task.payload.safeParse(row.payload);
@@ -112,7 +125,7 @@ export class JobRunner {
     }
     handlerDone();
     if (entry.released) return;
-    const next = { next_slot: this.nextSlot(rule, row, failure), ...fingerprint };
+    const next = { next_slot: this.nextSlot(rule, row, failure), ...fingerprint, started_ago_ms: startedAgo(entry) };
     if (!failure) {
       this.report(job, await this.outcomes.success({ id: job.id, attempt: job.attempt, ...next }), null, logger);
       return;

@@ -23,9 +23,9 @@ export class LeaseKeeper {
     private readonly leaseMs: number,
     private readonly intervalMs: number,
     private readonly events: {
-      /** Whether this entry's handler still runs (its job is the worker's to judge). */
+      /** Whether this entry waits in the buffer or its handler still runs (its job is the worker's to judge). */
       isRunning(entry: Running): boolean;
-      /** A running job's lease was taken over by another worker. */
+      /** A running or buffered job's lease was taken over by another worker. */
       lost(entry: Running): void;
       /** A cancel was requested for a running job. */
       cancelRequested(entry: Running): void;
@@ -67,13 +67,21 @@ export class LeaseKeeper {
     const held = [...this.held.values()].filter((r) => !r.released);
     if (held.length === 0) return;
     try {
+      const now = performance.now();
+      // Jobs started from the buffer since the last renewal: their start is written now.
+      const starting = held.filter((r) => !r.startRecorded && r.startedAt !== null);
       const renewed = await jobRenewLeases(
         this.db,
         this.workerId,
-        held.map((r) => ({ id: r.job.id, attempt: r.job.attempt })),
+        held.map((r) => ({
+          id: r.job.id,
+          attempt: r.job.attempt,
+          startedAgoMs: !r.startRecorded && r.startedAt !== null ? Math.round(now - r.startedAt) : null,
+        })),
         this.leaseMs,
       );
       const still = new Map(renewed.map((r) => [r.id, r.cancelRequested]));
+      for (const r of starting) if (still.has(r.job.id)) r.startRecorded = true;
       for (const r of held) {
         if (r.released || !this.events.isRunning(r)) continue;
         if (!still.has(r.job.id)) this.events.lost(r);

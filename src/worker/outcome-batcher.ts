@@ -1,6 +1,6 @@
 import type { Queryable } from "../executor.js";
 import type { JobState } from "../schema.js";
-import { jobCompleteMany, jobFailMany, jobPlaceMany, type HeldJob, type JobFailure, type NextOccurrence } from "../sql/jobs.js";
+import { jobCompleteMany, jobFailMany, jobPlaceMany, type HeldJob, type JobFailure, type NextOccurrence, type StartedAgo } from "../sql/jobs.js";
 
 /**
  * What became of a recorded outcome: the job's new state; `lost` when fenced out (the
@@ -17,7 +17,7 @@ export const ERROR_STACK_MAX = 32_768;
 
 type Resolve = (state: RecordedState) => void;
 type Pending<T> = [T, Resolve];
-type Success = HeldJob & NextOccurrence;
+type Success = HeldJob & NextOccurrence & StartedAgo;
 type Placement = HeldJob & { slot: Date };
 
 /**

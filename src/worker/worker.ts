@@ -11,14 +11,15 @@ import { LeaseRescuer, type RescueCounts } from "../maintenance/lease-rescuer.js
 import { Pruner } from "../maintenance/pruner.js";
 import { ServiceRunner } from "../maintenance/service.js";
 import { durationSchema, type Duration } from "../schedule/duration.js";
-import { jobClaim, jobCompleteAndClaim, jobNextRunAt, jobReleaseMany, type ClaimedRow } from "../sql/jobs.js";
+import { jobReleaseMany } from "../sql/jobs.js";
 import { TaskRegistry, zodError, type AnyTask } from "../tasks.js";
 import type { BackoffOptions } from "./backoff.js";
 import type { WorkerEvents } from "./events.js";
-import { JobRunner, toError, type Running } from "./job-runner.js";
+import { JobRunner, toError } from "./job-runner.js";
 import { LeaseKeeper } from "./lease-keeper.js";
 import { OutcomeBatcher } from "./outcome-batcher.js";
-import { Wakeups, type WakeReason } from "./wakeups.js";
+import { Producer } from "./producer.js";
+import { Wakeups } from "./wakeups.js";
 
 export interface WorkerOptions {
   /** The tasks this worker runs. It claims only jobs of these tasks. */
@@ -31,6 +32,13 @@ export interface WorkerOptions {
   queues?: readonly string[];
   /** Handlers running at once. Default 10. */
   concurrency?: number;
+  /**
+   * Claimed jobs that may wait in the worker's buffer for a slot, beyond
+   * `concurrency`: the most it claims ahead. The buffer adapts within this bound to
+   * what the slots start within half a second; `0` claims only for free slots.
+   * Default 500.
+   */
+  prefetch?: number;
   /**
    * How often an idle worker claims even without a wake-up. NOTIFY and timers start
    * jobs on time; this is the fallback. Default 2,000 ms.
@@ -76,6 +84,7 @@ export type { JobEvent, WorkerEvents } from "./events.js";
 const optionsSchema = z.object({
   queues: z.array(z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/, "queue names are 1-64 letters, digits or _ . : -")).min(1).default(["default"]),
   concurrency: z.int().min(1).max(1000).default(10),
+  prefetch: z.int().min(0).max(10_000).default(500),
   pollIntervalMs: z.int().min(10).max(3_600_000).default(2000),
   listen: z.boolean().default(true),
   prepare: z.boolean().default(true),
@@ -90,8 +99,10 @@ const optionsSchema = z.object({
   pruneIntervalMs: z.int().min(10).default(60_000),
 });
 
-/** After an idle claim found a due job it could not take (another worker holds it). */
-const BUSY_RETRY_MS = 25;
+/** The longest a buffered job waits for a slot before it goes back to pending. */
+export function bufferHoldMs(leaseMs: number): number {
+  return Math.min(1000, Math.floor(leaseMs / 4));
+}
 
 /**
  * Claims due jobs and runs their handlers, renews their leases, takes back jobs of
@@ -117,15 +128,12 @@ export class Worker extends EventEmitter<WorkerEvents> {
   private readonly wakeups: Wakeups;
   private readonly maintenance: { start(): void; stop(): Promise<void> }[];
   private readonly schedules: readonly ScheduleSpec[] | undefined;
-  /** Jobs whose handler runs now: what the concurrency counts. */
-  private readonly running = new Map<number, Running>();
   /** Renews the leases of every job this worker holds, until its outcome is written. */
   private readonly leases: LeaseKeeper;
-  private loop: Promise<void> | null = null;
+  /** Claims jobs, buffers them and fills the slots. */
+  private readonly producer: Producer;
+  private started = false;
   private stopping = false;
-  /** Wakes the claim loop from its wait; set only while it waits. */
-  private wake: ((reason: WakeReason) => void) | null = null;
-  private waitingForSlot = false;
 
   constructor(options: WorkerOptions) {
     super();
@@ -162,7 +170,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
     this.wakeups = new Wakeups(
       this.options.listen ? this.pool.options : undefined,
       this.logger,
-      (reason) => this.onWake(reason),
+      (reason) => this.producer.onWake(reason),
       (error) => this.reportError(error),
       (reconnected) => this.emit("worker:listening", { reconnected }),
       (jobId, workerId) => workerId === this.id && this.onCancelRequested(jobId),
@@ -171,8 +179,13 @@ export class Worker extends EventEmitter<WorkerEvents> {
     const { leaseMs } = this.options;
     const heartbeatMs = this.options.heartbeatIntervalMs ?? Math.max(10, Math.floor(leaseMs / 3));
     this.leases = new LeaseKeeper(this.db, this.id, leaseMs, heartbeatMs, {
-      isRunning: (entry) => this.running.get(entry.job.id) === entry,
+      isRunning: (entry) => this.producer.holds(entry),
       lost: (entry) => {
+        if (this.producer.dropBuffered(entry)) {
+          this.logger.warn({ job: entry.job.id }, "lease lost while the job waited in the buffer; it does not start here");
+          this.emit("job:lost", entry.job);
+          return;
+        }
         entry.released = true;
         entry.controller.abort(new Error("lease lost: another worker took this job over"));
         this.logger.warn({ job: entry.job.id }, "lease lost; handler aborted");
@@ -181,6 +194,34 @@ export class Worker extends EventEmitter<WorkerEvents> {
       cancelRequested: (entry) => this.onCancelRequested(entry.job.id),
       error: (error) => this.reportError(error),
     });
+    this.producer = new Producer(
+      this.db,
+      {
+        workerId: this.id,
+        queues: this.options.queues,
+        tasks: this.registry.names(),
+        concurrency: this.options.concurrency,
+        prefetch: this.options.prefetch,
+        leaseMs,
+        pollIntervalMs: this.options.pollIntervalMs,
+        holdMs: bufferHoldMs(leaseMs),
+      },
+      this.outcomes,
+      this.leases,
+      this.wakeups,
+      this.logger,
+      {
+        launch: (row, entry, handlerDone) =>
+          // The claim only returns tasks this worker knows.
+          this.runner.run(this.registry.get(row.task)!, row, entry.job, entry, this.logger, handlerDone),
+        poll: (info) => this.emit("worker:poll", info),
+        lostBuffered: (entry) => {
+          this.logger.warn({ job: entry.job.id }, "a buffered job was no longer leased to this worker when handed back");
+          this.emit("job:lost", entry.job);
+        },
+        error: (error) => this.reportError(error),
+      },
+    );
     this.maintenance = [
       new ServiceRunner(
         new LeaseRescuer(this.db),
@@ -203,42 +244,49 @@ export class Worker extends EventEmitter<WorkerEvents> {
 
   /** Starts claiming (after reconciling declared schedules). The worker runs until `stop`. */
   async start(): Promise<void> {
-    if (this.loop) return;
+    if (this.started) return;
+    this.started = true;
     if (this.schedules) {
       const client = createClient({ executor: this.pool, tasks: this.registry.all() });
       const counts = await client.reconcileSchedules(this.schedules);
       this.logger.info(counts, "declared schedules reconciled");
     }
     this.logger.info(
-      { queues: this.options.queues, tasks: this.registry.names(), concurrency: this.options.concurrency },
+      {
+        queues: this.options.queues,
+        tasks: this.registry.names(),
+        concurrency: this.options.concurrency,
+        prefetch: this.options.prefetch,
+      },
       "worker started",
     );
     this.wakeups.start();
     for (const service of this.maintenance) service.start();
     this.leases.start();
-    this.loop = this.claimLoop();
+    this.producer.start();
   }
 
   /**
-   * Stops claiming, waits up to `timeoutMs` (default 10 s) for running handlers (their
-   * leases are still renewed), then aborts the rest through their `AbortSignal` and
-   * hands their jobs back to pending at once, so another worker can take them without
-   * waiting for the lease to expire. Resolves when every outcome is written.
+   * Stops claiming and hands the buffer back to pending at once (no attempt counted),
+   * waits up to `timeoutMs` (default 10 s) for running handlers (their leases are still
+   * renewed), then aborts the rest through their `AbortSignal` and hands their jobs
+   * back to pending at once, so another worker can take them without waiting for the
+   * lease to expire. Resolves when every outcome is written.
    */
   async stop({ timeoutMs = 10_000 }: { timeoutMs?: number } = {}): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
-    this.wake?.("poll");
-    await this.loop;
+    await this.producer.stop();
     await Promise.all([this.wakeups.stop(), ...this.maintenance.map((s) => s.stop())]);
-    if (this.running.size > 0) {
-      this.logger.info({ running: this.running.size, timeoutMs }, "waiting for running jobs");
+    const running = this.producer.running;
+    if (running.size > 0) {
+      this.logger.info({ running: running.size, timeoutMs }, "waiting for running jobs");
       let timer: NodeJS.Timeout | undefined;
       const timedOut = new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)));
-      await Promise.race([Promise.all([...this.running.values()].map((r) => r.done)), timedOut]);
+      await Promise.race([Promise.all([...running.values()].map((r) => r.done)), timedOut]);
       clearTimeout(timer);
     }
-    const unfinished = [...this.running.values()].filter((r) => !r.released);
+    const unfinished = [...running.values()].filter((r) => !r.released);
     if (unfinished.length > 0) {
       for (const r of unfinished) {
         r.released = true;
@@ -267,141 +315,12 @@ export class Worker extends EventEmitter<WorkerEvents> {
   }
 
   /**
-   * The claim loop. It never claims more than the free slots: a claimed job is leased
-   * to this worker, and one waiting here for a slot would sit leased while another
-   * worker with free slots could have run it.
-   */
-  private async claimLoop(): Promise<void> {
-    let reason: WakeReason = "start";
-    while (!this.stopping) {
-      const free = this.options.concurrency - this.running.size;
-      let claimed = 0;
-      let failed = false;
-      if (free > 0) {
-        try {
-          claimed = await this.claim(free, reason);
-        } catch (error) {
-          failed = true;
-          this.reportError(error);
-        }
-      }
-      if (this.stopping) break;
-      if (free === 0 || claimed === free) {
-        // Every slot was taken, and more may be due: claim again once one is free
-        // (handlers that returned already have freed theirs).
-        reason = this.running.size < this.options.concurrency ? "slot" : await this.wait(null);
-        continue;
-      }
-      // Fewer due jobs than free slots: nothing more is claimable now. Ask when the
-      // next one is due, so a timer wakes us on the millisecond.
-      if (!failed) await this.lookAhead(claimed === 0);
-      reason = await this.wait(this.options.pollIntervalMs);
-    }
-  }
-
-  private async claim(limit: number, reason: WakeReason): Promise<number> {
-    const params = {
-      workerId: this.id,
-      queues: this.options.queues,
-      tasks: this.registry.names(),
-      limit,
-      leaseMs: this.options.leaseMs,
-    };
-    // Successes waiting for their batch ride along with the claim: one round trip.
-    const taken = this.outcomes.takeSuccesses();
-    let rows: ClaimedRow[];
-    if (taken) {
-      try {
-        const result = await jobCompleteAndClaim(this.db, params, taken.successes);
-        taken.settle(result.completed);
-        rows = result.claimed;
-      } catch (error) {
-        taken.giveBack();
-        throw error;
-      }
-    } else {
-      rows = await jobClaim(this.db, params);
-    }
-    for (const row of rows) this.startJob(row);
-    this.emit("worker:poll", { claimed: rows.length, free: limit, reason });
-    return rows.length;
-  }
-
-  private async lookAhead(claimedNone: boolean) {
-    try {
-      const { nextRunAt, dbNow } = await jobNextRunAt(this.db, this.options.queues, this.registry.names());
-      if (!nextRunAt) return;
-      // Due already, yet not claimed: another worker is taking it right now. Look again
-      // shortly rather than spinning.
-      const due = nextRunAt <= dbNow;
-      if (due && !claimedNone) this.wakeups.dueAt(dbNow, dbNow);
-      else this.wakeups.dueAt(due ? new Date(dbNow.getTime() + BUSY_RETRY_MS) : nextRunAt, dbNow);
-    } catch (error) {
-      this.reportError(error);
-    }
-  }
-
-  /** Waits for `ms` (or, with null, until a slot frees); a wake-up or `stop` ends it early. */
-  private wait(ms: number | null): Promise<WakeReason> {
-    return new Promise((resolve) => {
-      // `stop` may have come while the loop was busy, when there was no wait to end.
-      if (this.stopping) return resolve("poll");
-      const timer = ms === null ? undefined : setTimeout(() => done("poll"), ms);
-      const done = (reason: WakeReason) => {
-        clearTimeout(timer);
-        this.wake = null;
-        this.waitingForSlot = false;
-        resolve(reason);
-      };
-      this.waitingForSlot = ms === null;
-      this.wake = done;
-    });
-  }
-
-  /** NOTIFY, a timer or a reconnect: claim now, unless every slot is busy anyway. */
-  private onWake(reason: WakeReason) {
-    if (!this.waitingForSlot) this.wake?.(reason);
-  }
-
-  private startJob(row: ClaimedRow) {
-    const job = {
-      id: Number(row.id),
-      task: row.task,
-      queue: row.queue,
-      key: row.key,
-      attempt: row.attempts,
-      maxAttempts: row.max_attempts,
-    };
-    const entry: Running = { job, controller: new AbortController(), released: false, done: Promise.resolve() };
-    this.running.set(job.id, entry);
-    this.leases.hold(entry);
-    const task = this.registry.get(row.task)!; // the claim only returns tasks we know
-    // The slot frees when the handler returns; the outcome is written in a batch after.
-    // An earlier attempt of this job may still be running here: its lease expired (the
-    // heartbeat could not reach the database), the job was rescued, and this worker
-    // claimed it again. That attempt's outcome is fenced out by its attempt number;
-    // only its own entry may be removed when it returns.
-    const freeSlot = () => {
-      if (this.running.get(job.id) !== entry) return;
-      this.running.delete(job.id);
-      if (this.waitingForSlot) this.wake?.("slot");
-    };
-    entry.done = this.runner
-      .run(task, row, job, entry, this.logger, freeSlot)
-      .catch((error) => this.reportError(error))
-      .finally(() => {
-        freeSlot();
-        // The outcome is written (or given up): the lease needs no renewing any more.
-        this.leases.drop(entry);
-      });
-  }
-
-  /**
    * A cancel of a job this worker runs (NOTIFY from `punctual.jobs`' cancel trigger):
    * its handler's signal fires now rather than at the next heartbeat.
    */
   private onCancelRequested(jobId: number) {
-    const entry = this.running.get(jobId);
+    if (this.producer.cancelBuffered(jobId)) return;
+    const entry = this.producer.running.get(jobId);
     if (entry && !entry.released && !entry.controller.signal.aborted) {
       entry.controller.abort(new Error("cancelled"));
     }

@@ -1,0 +1,413 @@
+import type { Queryable } from "../executor.js";
+import type { Logger } from "../logger.js";
+import { jobClaim, jobCompleteAndClaim, jobNextRunAt, jobUnclaimMany, type ClaimedRow } from "../sql/jobs.js";
+import type { Running } from "./job-runner.js";
+import type { LeaseKeeper } from "./lease-keeper.js";
+import type { OutcomeBatcher } from "./outcome-batcher.js";
+import type { WakeReason, Wakeups } from "./wakeups.js";
+
+export interface ProducerOptions {
+  workerId: string;
+  queues: readonly string[];
+  tasks: readonly string[];
+  /** Handlers running at once. */
+  concurrency: number;
+  /** Claimed jobs that may wait for a slot, beyond `concurrency`. 0: claim only for free slots. */
+  prefetch: number;
+  leaseMs: number;
+  pollIntervalMs: number;
+  /** A buffered job that has not started within this long goes back to pending. */
+  holdMs: number;
+}
+
+export interface ProducerHooks {
+  /**
+   * Runs a claimed job's handler; calls `handlerDone` as soon as the handler returned,
+   * and resolves once the outcome is written (or given up).
+   */
+  launch(row: ClaimedRow, entry: Running, handlerDone: () => void): Promise<void>;
+  poll(info: { claimed: number; free: number; reason: WakeReason }): void;
+  /** A buffered job's lease was taken over (this worker was presumed dead): it will not start here. */
+  lostBuffered(entry: Running): void;
+  error(error: unknown): void;
+}
+
+/** A claimed job waiting for a slot. */
+interface Buffered {
+  row: ClaimedRow;
+  entry: Running;
+  /** `performance.now()` at its claim. */
+  claimedAt: number;
+}
+
+/** After an idle claim found a due job it could not take (another worker holds it). */
+const BUSY_RETRY_MS = 25;
+
+/**
+ * The few claim limits the worker uses: each limit is a prepared statement of its own
+ * (its plan knows the limit), so adaptive sizes are rounded down to one of these.
+ * 1 to 10, then steps of about a quarter.
+ */
+const CLAIM_LIMITS = (() => {
+  const sizes = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
+  while (sizes.at(-1)! < 20_000) sizes.push(Math.round(sizes.at(-1)! * 1.25));
+  return sizes;
+})();
+
+/** The largest claim limit not above `want` (0 for 0). */
+export function claimLimit(want: number): number {
+  let chosen = 0;
+  for (const size of CLAIM_LIMITS) {
+    if (size > want) break;
+    chosen = size;
+  }
+  return chosen;
+}
+
+/**
+ * Claims due jobs and feeds them to the worker's slots: the claim loop, the local
+ * buffer of claimed jobs waiting for a slot, and the count of slots.
+ *
+ * Claim-ahead, on the terms of DESIGN.md ("Performance shape"):
+ * - **Bounded.** At most `concurrency + prefetch` jobs are held (running + buffered).
+ *   Within that, the buffer aims at what the slots will start within half the hold
+ *   bound at the rate they have been starting jobs: a busy worker of short jobs claims
+ *   hundreds per round trip; a worker whose handlers are slow (or blocked) claims
+ *   little or nothing ahead, so it never sits on work another worker could run.
+ * - **Pipelined.** The next claim (carrying the successes waiting to be written) is
+ *   sent while the buffer still has jobs, when it falls to half its aim; one claim is
+ *   in flight at a time.
+ * - **Leased, not hoarded.** Buffered jobs are leased and renewed like running ones.
+ *   One that has not started within `holdMs` goes back to pending with its attempt
+ *   given back, and so does the whole buffer on `stop`.
+ * - **Visible.** The claim marks `started_at` on the jobs that take a free slot at once;
+ *   a buffered job's row has `started_at` null until it starts, and then gets it with
+ *   its next lease renewal or its outcome, whichever is written first.
+ * - **In order.** The buffer is kept in claim order (priority, run_at, id), and only
+ *   jobs already due are claimed.
+ */
+export class Producer {
+  /** Jobs whose handler runs now: what the concurrency counts. */
+  readonly running = new Map<number, Running>();
+  /** Claimed jobs waiting for a slot, most urgent first. */
+  private buffer: Buffered[] = [];
+  /** Buffered jobs on their way back to pending (a hand-back that must be written again). */
+  private readonly returning = new Map<Running, Buffered>();
+  private loop: Promise<void> | null = null;
+  private stopping = false;
+  /** Wakes the claim loop from its wait; set only while it waits. */
+  private wake: ((reason: WakeReason) => void) | null = null;
+  /** The loop waits for room (a freed slot, a buffer below its aim), not for new jobs. */
+  private waitingForRoom = false;
+  private holdTimer: NodeJS.Timeout | undefined;
+  private handingBack: Promise<void> | null = null;
+  /** Handler starts per millisecond, smoothed: what the buffer aims at. */
+  private startRate = 0;
+  private startsSince = 0;
+  private rateSince = performance.now();
+
+  constructor(
+    private readonly db: Queryable,
+    private readonly options: ProducerOptions,
+    private readonly outcomes: OutcomeBatcher,
+    private readonly leases: LeaseKeeper,
+    private readonly wakeups: Wakeups,
+    private readonly logger: Logger,
+    private readonly hooks: ProducerHooks,
+  ) {}
+
+  /** How many claimed jobs wait in the buffer. */
+  get buffered(): number {
+    return this.buffer.length;
+  }
+
+  start(): void {
+    if (this.loop) return;
+    this.holdTimer = setInterval(() => void this.handBack(false), Math.max(5, Math.floor(this.options.holdMs / 4)));
+    this.holdTimer.unref();
+    this.loop = this.claimLoop();
+  }
+
+  /**
+   * Stops claiming and hands the whole buffer back to pending at once (attempts given
+   * back). Running handlers are the worker's to wait for.
+   */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    clearInterval(this.holdTimer);
+    this.wake?.("poll");
+    await this.loop;
+    await this.handingBack;
+    await this.handBack(true);
+  }
+
+  /** Whether `entry` is this worker's current entry for its job, buffered or running. */
+  holds(entry: Running): boolean {
+    return this.running.get(entry.job.id) === entry || this.buffer.some((b) => b.entry === entry) || this.returning.has(entry);
+  }
+
+  /**
+   * A buffered job whose lease was taken over: it leaves the buffer without starting.
+   * Returns false when `entry` is not buffered (it runs, or has left).
+   */
+  dropBuffered(entry: Running): boolean {
+    const index = this.buffer.findIndex((b) => b.entry === entry);
+    const inBuffer = index >= 0;
+    if (inBuffer) this.buffer.splice(index, 1);
+    const returning = this.returning.delete(entry);
+    if (!inBuffer && !returning) return false;
+    entry.released = true;
+    this.leases.drop(entry);
+    return true;
+  }
+
+  /** A cancel of a buffered job: it goes back at the next hand-back tick, as `cancelled`. */
+  cancelBuffered(jobId: number): boolean {
+    const item = this.buffer.find((b) => b.entry.job.id === jobId);
+    if (!item) return false;
+    if (!item.entry.controller.signal.aborted) item.entry.controller.abort(new Error("cancelled"));
+    return true;
+  }
+
+  /** NOTIFY, a timer or a reconnect: claim now, unless there is no room anyway. */
+  onWake(reason: WakeReason): void {
+    if (!this.waitingForRoom || this.claimSize() > 0) this.wake?.(reason);
+  }
+
+  private async claimLoop(): Promise<void> {
+    let reason: WakeReason = "start";
+    while (!this.stopping) {
+      const want = this.claimSize();
+      let claimed = 0;
+      let failed = false;
+      if (want > 0) {
+        try {
+          claimed = await this.claim(want, reason);
+        } catch (error) {
+          failed = true;
+          this.hooks.error(error);
+        }
+      }
+      if (this.stopping) break;
+      if (want === 0 || (claimed === want && !failed)) {
+        // No room, or the claim came back full and more may be due: claim again as
+        // soon as there is room.
+        reason = this.claimSize() > 0 ? "slot" : await this.wait(null);
+        continue;
+      }
+      // Fewer due jobs than asked for: nothing more is claimable now. Ask when the next
+      // one is due, so a timer wakes us on the millisecond.
+      if (!failed) await this.lookAhead(claimed === 0);
+      reason = await this.wait(this.options.pollIntervalMs);
+    }
+  }
+
+  /**
+   * How many jobs to claim now: the free slots, plus what tops the buffer up to its aim
+   * once it has fallen to half of it; never beyond `concurrency + prefetch` held.
+   */
+  private claimSize(): number {
+    const { concurrency, prefetch } = this.options;
+    const held = this.running.size + this.buffer.length + this.returning.size;
+    const room = concurrency + prefetch - held;
+    if (room <= 0) return 0;
+    const free = Math.max(0, concurrency - this.running.size - this.buffer.length);
+    const aim = this.bufferAim();
+    if (free === 0 && this.buffer.length > aim / 2) return 0;
+    return claimLimit(Math.min(room, free + Math.max(0, aim - this.buffer.length)));
+  }
+
+  /** The buffer's aim: the jobs the slots will start within half the hold bound. */
+  private bufferAim(): number {
+    const now = performance.now();
+    const elapsed = now - this.rateSince;
+    // A fresh measure every 50 ms, and a first one as soon as a round of slots has started.
+    if (elapsed >= 50 || (this.startRate === 0 && this.startsSince >= this.options.concurrency && elapsed >= 1)) {
+      const instant = this.startsSince / elapsed;
+      this.startRate = this.startRate === 0 ? instant : (this.startRate + instant) / 2;
+      this.startsSince = 0;
+      this.rateSince = now;
+    }
+    return Math.min(this.options.prefetch, Math.floor((this.startRate * this.options.holdMs) / 2));
+  }
+
+  private async claim(limit: number, reason: WakeReason): Promise<number> {
+    const params = {
+      workerId: this.options.workerId,
+      queues: this.options.queues,
+      tasks: this.options.tasks,
+      limit,
+      leaseMs: this.options.leaseMs,
+      // The buffer is empty whenever a slot is free: these start at once.
+      startNow: Math.max(0, this.options.concurrency - this.running.size - this.buffer.length),
+    };
+    // Successes waiting for their batch ride along with the claim: one round trip.
+    const taken = this.outcomes.takeSuccesses();
+    let rows: ClaimedRow[];
+    if (taken) {
+      try {
+        const result = await jobCompleteAndClaim(this.db, params, taken.successes);
+        taken.settle(result.completed);
+        rows = result.claimed;
+      } catch (error) {
+        taken.giveBack();
+        throw error;
+      }
+    } else {
+      rows = await jobClaim(this.db, params);
+    }
+    const claimedAt = performance.now();
+    const waiting: Buffered[] = [];
+    for (const row of rows) {
+      const entry: Running = {
+        job: {
+          id: Number(row.id),
+          task: row.task,
+          queue: row.queue,
+          key: row.key,
+          attempt: row.attempts,
+          maxAttempts: row.max_attempts,
+        },
+        controller: new AbortController(),
+        released: false,
+        done: Promise.resolve(),
+        startedAt: null,
+        startRecorded: row.started,
+      };
+      this.leases.hold(entry);
+      if (row.started) this.launch(row, entry);
+      else waiting.push({ row, entry, claimedAt });
+    }
+    if (waiting.length > 0) {
+      this.buffer.push(...waiting);
+      this.buffer.sort(byClaimOrder);
+      this.fill();
+    }
+    this.hooks.poll({ claimed: rows.length, free: limit, reason });
+    return rows.length;
+  }
+
+  /** Starts buffered jobs while slots are free, most urgent first. */
+  private fill() {
+    while (this.running.size < this.options.concurrency && this.buffer.length > 0) {
+      const { row, entry } = this.buffer.shift()!;
+      this.launch(row, entry);
+    }
+  }
+
+  private launch(row: ClaimedRow, entry: Running) {
+    const id = entry.job.id;
+    entry.startedAt = performance.now();
+    this.startsSince++;
+    this.running.set(id, entry);
+    // The slot frees when the handler returns; the outcome is written in a batch after.
+    // An earlier attempt of this job may still be running here: its lease expired (the
+    // heartbeat could not reach the database), the job was rescued, and this worker
+    // claimed it again. That attempt's outcome is fenced out by its attempt number;
+    // only its own entry may be removed when it returns.
+    const freeSlot = () => {
+      if (this.running.get(id) !== entry) return;
+      this.running.delete(id);
+      this.fill();
+      if (this.waitingForRoom && this.claimSize() > 0) this.wake?.("slot");
+    };
+    entry.done = this.hooks
+      .launch(row, entry, freeSlot)
+      .catch((error) => this.hooks.error(error))
+      .finally(() => {
+        freeSlot();
+        // The outcome is written (or given up): the lease needs no renewing any more.
+        this.leases.drop(entry);
+      });
+  }
+
+  /**
+   * Hands buffered jobs back to pending: those that waited longer than the hold bound
+   * or whose cancel was requested, or (`all`, on stop) every one. Their attempt is given
+   * back. A hand-back the database refused is tried again at the next tick; their
+   * leases are kept meanwhile.
+   */
+  private handBack(all: boolean): Promise<void> {
+    if (this.handingBack) return this.handingBack;
+    const now = performance.now();
+    const leaving = this.buffer.filter(
+      (b) => all || now - b.claimedAt > this.options.holdMs || b.entry.controller.signal.aborted,
+    );
+    if (leaving.length === 0 && this.returning.size === 0) return Promise.resolve();
+    this.buffer = this.buffer.filter((b) => !leaving.includes(b));
+    for (const b of leaving) this.returning.set(b.entry, b);
+    const batch = [...this.returning.values()];
+    this.handingBack = (async () => {
+      try {
+        const back = new Set(
+          await jobUnclaimMany(
+            this.db,
+            this.options.workerId,
+            batch.map((b) => ({ id: b.entry.job.id, attempt: b.entry.job.attempt })),
+          ),
+        );
+        for (const b of batch) {
+          this.returning.delete(b.entry);
+          b.entry.released = true;
+          this.leases.drop(b.entry);
+          if (back.has(b.entry.job.id) === false) this.hooks.lostBuffered(b.entry);
+        }
+        if (batch.length > 0) {
+          this.logger.debug({ jobs: batch.length, all }, "handed buffered jobs back to pending");
+        }
+        // Room again: the claim loop may claim (the most urgent jobs, now).
+        if (!all && this.waitingForRoom && this.claimSize() > 0) this.wake?.("slot");
+      } catch (error) {
+        this.hooks.error(error);
+        if (all) {
+          this.logger.error(
+            { jobs: batch.map((b) => b.entry.job.id) },
+            "could not hand buffered jobs back; they run again once their lease expires",
+          );
+        }
+      } finally {
+        this.handingBack = null;
+      }
+    })();
+    return this.handingBack;
+  }
+
+  private async lookAhead(claimedNone: boolean) {
+    try {
+      const { nextRunAt, dbNow } = await jobNextRunAt(this.db, this.options.queues, this.options.tasks);
+      if (!nextRunAt) return;
+      // Due already, yet not claimed: another worker is taking it right now. Look again
+      // shortly rather than spinning.
+      const due = nextRunAt <= dbNow;
+      if (due && !claimedNone) this.wakeups.dueAt(dbNow, dbNow);
+      else this.wakeups.dueAt(due ? new Date(dbNow.getTime() + BUSY_RETRY_MS) : nextRunAt, dbNow);
+    } catch (error) {
+      this.hooks.error(error);
+    }
+  }
+
+  /** Waits for `ms` (or, with null, until there is room to claim); a wake-up or `stop` ends it early. */
+  private wait(ms: number | null): Promise<WakeReason> {
+    return new Promise((resolve) => {
+      // `stop` may have come while the loop was busy, when there was no wait to end.
+      if (this.stopping) return resolve("poll");
+      const timer = ms === null ? undefined : setTimeout(() => done("poll"), ms);
+      const done = (reason: WakeReason) => {
+        clearTimeout(timer);
+        this.wake = null;
+        this.waitingForRoom = false;
+        resolve(reason);
+      };
+      this.waitingForRoom = ms === null;
+      this.wake = done;
+    });
+  }
+}
+
+function byClaimOrder(a: Buffered, b: Buffered): number {
+  return (
+    a.row.priority - b.row.priority ||
+    a.row.run_at.getTime() - b.row.run_at.getTime() ||
+    Number(a.row.id) - Number(b.row.id)
+  );
+}
