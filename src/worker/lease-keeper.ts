@@ -15,6 +15,10 @@ import type { Running } from "./job-runner.js";
 export class LeaseKeeper {
   private readonly held = new Map<number, Running>();
   private timer: NodeJS.Timeout | undefined;
+  /** When the armed renewal fires (`performance.now()`); infinite while one is in flight. */
+  private nextAt = Number.POSITIVE_INFINITY;
+  /** A renewal asked for while one was in flight: the next one comes this soon. */
+  private soonMs: number | null = null;
   private stopped = true;
 
   constructor(
@@ -32,6 +36,11 @@ export class LeaseKeeper {
       error(error: unknown): void;
     },
   ) {}
+
+  /** How many jobs are held: claimed, and their outcome not written yet. */
+  get size(): number {
+    return this.held.size;
+  }
 
   /** Starts keeping `entry`'s lease (at its claim). */
   hold(entry: Running): void {
@@ -95,10 +104,33 @@ export class LeaseKeeper {
     }
   }
 
-  private schedule() {
+  /**
+   * Renews within `ms` rather than at the next beat: a job started from the buffer gets
+   * its `started_at` written soon even when its handler runs long and no outcome
+   * carries it. Renewals still never overlap.
+   */
+  soon(ms: number): void {
     if (this.stopped) return;
+    if (this.nextAt === Number.POSITIVE_INFINITY) {
+      this.soonMs = Math.min(this.soonMs ?? ms, ms);
+      return;
+    }
+    if (performance.now() + ms < this.nextAt) this.arm(ms);
+  }
+
+  private schedule() {
+    const ms = Math.min(this.soonMs ?? this.intervalMs, this.intervalMs);
+    this.soonMs = null;
+    this.arm(ms);
+  }
+
+  private arm(ms: number) {
+    if (this.stopped) return;
+    clearTimeout(this.timer);
+    this.nextAt = performance.now() + ms;
     this.timer = setTimeout(() => {
+      this.nextAt = Number.POSITIVE_INFINITY;
       void this.renewOnce().finally(() => this.schedule());
-    }, this.intervalMs);
+    }, ms);
   }
 }

@@ -73,6 +73,11 @@ export class OutcomeBatcher {
     return new Promise((resolve) => this.push(this.placements, [placement, resolve]));
   }
 
+  /** How many successes wait for a batch (the next claim takes them all). */
+  get queuedSuccesses(): number {
+    return this.successes.length;
+  }
+
   /**
    * Hands the successes waiting for a batch to the claim loop, which records them in
    * its claim statement (one round trip for both). It must call `settle` with the ids

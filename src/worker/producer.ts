@@ -43,6 +43,9 @@ interface Buffered {
 /** After an idle claim found a due job it could not take (another worker holds it). */
 const BUSY_RETRY_MS = 25;
 
+/** A job started from the buffer has its `started_at` written within about this long. */
+export const START_MARK_MS = 250;
+
 /**
  * The few claim limits the worker uses: each limit is a prepared statement of its own
  * (its plan knows the limit), so adaptive sizes are rounded down to one of these.
@@ -69,7 +72,8 @@ export function claimLimit(want: number): number {
  * buffer of claimed jobs waiting for a slot, and the count of slots.
  *
  * Claim-ahead, on the terms of DESIGN.md ("Performance shape"):
- * - **Bounded.** At most `concurrency + prefetch` jobs are held (running + buffered).
+ * - **Bounded.** At most `concurrency + prefetch` jobs are held: running, buffered,
+ *   or finished with their outcome not yet written (rows still `running` in the table).
  *   Within that, the buffer aims at what the slots will start within half the hold
  *   bound at the rate they have been starting jobs: a busy worker of short jobs claims
  *   hundreds per round trip; a worker whose handlers are slow (or blocked) claims
@@ -158,6 +162,7 @@ export class Producer {
     if (!inBuffer && !returning) return false;
     entry.released = true;
     this.leases.drop(entry);
+    this.wakeIfRoom();
     return true;
   }
 
@@ -192,13 +197,13 @@ export class Producer {
       if (want === 0 || (claimed === want && !failed)) {
         // No room, or the claim came back full and more may be due: claim again as
         // soon as there is room.
-        reason = this.claimSize() > 0 ? "slot" : await this.wait(null);
+        reason = this.claimSize() > 0 ? "slot" : await this.wait(this.options.pollIntervalMs, true);
         continue;
       }
       // Fewer due jobs than asked for: nothing more is claimable now. Ask when the next
       // one is due, so a timer wakes us on the millisecond.
       if (!failed) await this.lookAhead(claimed === 0);
-      reason = await this.wait(this.options.pollIntervalMs);
+      reason = await this.wait(this.options.pollIntervalMs, false);
     }
   }
 
@@ -208,7 +213,9 @@ export class Producer {
    */
   private claimSize(): number {
     const { concurrency, prefetch } = this.options;
-    const held = this.running.size + this.buffer.length + this.returning.size;
+    // Held, as the table counts them once this claim commits: every job whose outcome
+    // is not written yet, less the successes that ride along with this claim.
+    const held = this.leases.size - this.outcomes.queuedSuccesses;
     const room = concurrency + prefetch - held;
     if (room <= 0) return 0;
     const free = Math.max(0, concurrency - this.running.size - this.buffer.length);
@@ -289,10 +296,15 @@ export class Producer {
 
   /** Starts buffered jobs while slots are free, most urgent first. */
   private fill() {
+    let started = false;
     while (this.running.size < this.options.concurrency && this.buffer.length > 0) {
       const { row, entry } = this.buffer.shift()!;
       this.launch(row, entry);
+      started = true;
     }
+    // Their rows say started once an outcome or a renewal carries it: a short handler's
+    // outcome does; for a long one, the lease keeper renews early.
+    if (started) this.leases.soon(START_MARK_MS);
   }
 
   private launch(row: ClaimedRow, entry: Running) {
@@ -309,16 +321,25 @@ export class Producer {
       if (this.running.get(id) !== entry) return;
       this.running.delete(id);
       this.fill();
-      if (this.waitingForRoom && this.claimSize() > 0) this.wake?.("slot");
+      // Once the runner has queued the outcome (in this same tick), the next claim can
+      // carry it: look for room then.
+      queueMicrotask(() => this.wakeIfRoom());
     };
     entry.done = this.hooks
       .launch(row, entry, freeSlot)
       .catch((error) => this.hooks.error(error))
       .finally(() => {
         freeSlot();
-        // The outcome is written (or given up): the lease needs no renewing any more.
+        // The outcome is written (or given up): the lease needs no renewing any more,
+        // and the job no longer counts as held.
         this.leases.drop(entry);
+        this.wakeIfRoom();
       });
+  }
+
+  /** Ends a wait for room when there is room now. */
+  private wakeIfRoom() {
+    if (this.waitingForRoom && this.claimSize() > 0) this.wake?.("slot");
   }
 
   /**
@@ -356,7 +377,7 @@ export class Producer {
           this.logger.debug({ jobs: batch.length, all }, "handed buffered jobs back to pending");
         }
         // Room again: the claim loop may claim (the most urgent jobs, now).
-        if (!all && this.waitingForRoom && this.claimSize() > 0) this.wake?.("slot");
+        if (!all) this.wakeIfRoom();
       } catch (error) {
         this.hooks.error(error);
         if (all) {
@@ -386,19 +407,23 @@ export class Producer {
     }
   }
 
-  /** Waits for `ms` (or, with null, until there is room to claim); a wake-up or `stop` ends it early. */
-  private wait(ms: number | null): Promise<WakeReason> {
+  /**
+   * Waits for a wake-up, `stop`, or `ms` at most. `forRoom`: the loop waits for room (a
+   * freed slot, a buffer below its aim), and new jobs do not end the wait unless there
+   * is room for them; else for new jobs.
+   */
+  private wait(ms: number, forRoom: boolean): Promise<WakeReason> {
     return new Promise((resolve) => {
       // `stop` may have come while the loop was busy, when there was no wait to end.
       if (this.stopping) return resolve("poll");
-      const timer = ms === null ? undefined : setTimeout(() => done("poll"), ms);
+      const timer = setTimeout(() => done("poll"), ms);
       const done = (reason: WakeReason) => {
         clearTimeout(timer);
         this.wake = null;
         this.waitingForRoom = false;
         resolve(reason);
       };
-      this.waitingForRoom = ms === null;
+      this.waitingForRoom = forRoom;
       this.wake = done;
     });
   }

@@ -40,6 +40,11 @@ export interface WorkerOptions {
    */
   prefetch?: number;
   /**
+   * The longest a claimed job waits in the buffer for a slot before it goes back to
+   * pending (its attempt given back). At most leaseMs / 2. Default min(1,000, leaseMs / 4).
+   */
+  bufferHoldMs?: number;
+  /**
    * How often an idle worker claims even without a wake-up. NOTIFY and timers start
    * jobs on time; this is the fallback. Default 2,000 ms.
    */
@@ -85,6 +90,7 @@ const optionsSchema = z.object({
   queues: z.array(z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/, "queue names are 1-64 letters, digits or _ . : -")).min(1).default(["default"]),
   concurrency: z.int().min(1).max(1000).default(10),
   prefetch: z.int().min(0).max(10_000).default(500),
+  bufferHoldMs: z.int().min(10).optional(),
   pollIntervalMs: z.int().min(10).max(3_600_000).default(2000),
   listen: z.boolean().default(true),
   prepare: z.boolean().default(true),
@@ -98,11 +104,6 @@ const optionsSchema = z.object({
     .default(86_400_000),
   pruneIntervalMs: z.int().min(10).default(60_000),
 });
-
-/** The longest a buffered job waits for a slot before it goes back to pending. */
-export function bufferHoldMs(leaseMs: number): number {
-  return Math.min(1000, Math.floor(leaseMs / 4));
-}
 
 /**
  * Claims due jobs and runs their handlers, renews their leases, takes back jobs of
@@ -143,6 +144,10 @@ export class Worker extends EventEmitter<WorkerEvents> {
     const parsed = optionsSchema.safeParse(rest);
     if (!parsed.success) throw zodError("", parsed.error);
     this.options = parsed.data;
+    const { bufferHoldMs, leaseMs } = this.options;
+    if (bufferHoldMs !== undefined && bufferHoldMs > leaseMs / 2) {
+      throw new ValidationError("bufferHoldMs", `must be at most half of leaseMs (${leaseMs / 2}), got ${bufferHoldMs}`);
+    }
     if (options.pool) {
       if (!isPgPool(options.pool)) {
         throw new ValidationError("pool", "must be a pg Pool: claims, heartbeats and outcome writes run side by side");
@@ -176,7 +181,6 @@ export class Worker extends EventEmitter<WorkerEvents> {
       (jobId, workerId) => workerId === this.id && this.onCancelRequested(jobId),
       this.options.queues,
     );
-    const { leaseMs } = this.options;
     const heartbeatMs = this.options.heartbeatIntervalMs ?? Math.max(10, Math.floor(leaseMs / 3));
     this.leases = new LeaseKeeper(this.db, this.id, leaseMs, heartbeatMs, {
       isRunning: (entry) => this.producer.holds(entry),
@@ -204,7 +208,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
         prefetch: this.options.prefetch,
         leaseMs,
         pollIntervalMs: this.options.pollIntervalMs,
-        holdMs: bufferHoldMs(leaseMs),
+        holdMs: this.options.bufferHoldMs ?? Math.min(1000, Math.floor(leaseMs / 4)),
       },
       this.outcomes,
       this.leases,

@@ -11,6 +11,9 @@ describe("createWorker refuses bad options, naming the option", () => {
     ["a negative retention", { retention: -1 }, "retention", />=0/],
     ["a pool that is not a pool", { connectionString: undefined, pool: { query() {} } }, "pool", /must be a pg Pool/],
     ["no tasks", { tasks: [] }, "tasks", /at least one task/],
+    ["a negative prefetch", { prefetch: -1 }, "prefetch", />=0/],
+    ["a fractional prefetch", { prefetch: 2.5 }, "prefetch", /expected int/],
+    ["a buffer hold over half the lease", { leaseMs: 1000, bufferHoldMs: 600 }, "bufferHoldMs", /at most half of leaseMs \(500\), got 600/],
   ])("%s", (_what, options, field, message) => {
     const make = () => createWorker({ connectionString: url, tasks: [task], ...(options as object) });
     expect(make).toThrow(ValidationError);

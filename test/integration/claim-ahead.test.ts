@@ -1,0 +1,229 @@
+/**
+ * Claim-ahead (DESIGN.md, Performance shape): a worker buffers claimed jobs beyond its
+ * free slots, within `concurrency + prefetch`, leased like running jobs, handed back
+ * when they wait too long and on stop, visible in SQL, in priority order.
+ *
+ * Most tests fill the buffer the same way: one slot, fast jobs first (so the worker
+ * learns that its slot starts jobs quickly and claims ahead), then a job whose handler
+ * blocks until the test opens its gate, so the jobs claimed behind it wait in the buffer.
+ */
+import { pino } from "pino";
+import { describe, expect, it } from "vitest";
+import { z } from "zod";
+import { createWorker, defineTask, type Worker } from "../../src/index.js";
+import { collect, next } from "../support/events.js";
+import { exited, forkFixture } from "../support/processes.js";
+import { workerHarness } from "../support/worker-harness.js";
+
+const h = workerHarness();
+
+/** A gate that blocking handlers wait on. */
+function gate() {
+  let open!: () => void;
+  const opened = new Promise<void>((resolve) => (open = resolve));
+  return { open, opened };
+}
+
+function workTask(blocker: Promise<void>, starts: number[] = []) {
+  return defineTask({
+    name: "work",
+    payload: z.object({ n: z.number(), block: z.boolean().optional() }),
+    run: async ({ block }, { job }) => {
+      starts.push(job.id);
+      if (block) await blocker;
+    },
+  });
+}
+
+/** `warm` fast jobs, one blocking job, then `behind` fast jobs (ids in that order). */
+async function enqueueWarmBlockBehind(task: ReturnType<typeof workTask>, warm: number, behind: number, priority = 0) {
+  const jobs = [
+    ...Array.from({ length: warm }, (_, n) => ({ task, payload: { n }, priority })),
+    { task, payload: { n: warm, block: true }, priority },
+    ...Array.from({ length: behind }, (_, n) => ({ task, payload: { n: warm + 1 + n }, priority })),
+  ];
+  const rows = await h.punctual.enqueueMany(jobs);
+  return { blockerId: rows[warm]!.id, behindIds: rows.slice(warm + 1).map((r) => r.id) };
+}
+
+/** Polls the table until `query`'s first row's `n` passes `until`; returns the rows. */
+async function waitForRows(query: string, values: unknown[], until: (n: number) => boolean) {
+  for (;;) {
+    const { rows } = await h.db.pool.query(query, values);
+    if (until(Number(rows[0]?.n ?? 0))) return rows;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+/** Jobs among $2 (those behind the blocking one) claimed by worker $1 and not started. */
+const BUFFERED = `select count(*) as n, array_agg(id order by id) as ids from punctual.jobs
+  where state = 'running' and locked_by = $1 and started_at is null and id = any($2)`;
+
+describe("bound", () => {
+  for (const prefetch of [8, 0]) {
+    it(`a worker never holds more than concurrency + prefetch jobs (prefetch ${prefetch})`, async () => {
+      const { open, opened } = gate();
+      open();
+      const task = workTask(opened);
+      const total = prefetch > 0 ? 3000 : 1000;
+      await h.punctual.enqueueMany(Array.from({ length: total }, (_, n) => ({ task, payload: { n } })));
+      const worker = h.startWorker({ tasks: [task], concurrency: 2, prefetch, workerId: "bounded" });
+      let most = 0;
+      for (;;) {
+        const { rows } = await h.db.pool.query(
+          `select count(*) filter (where state = 'running' and locked_by = 'bounded') as held,
+                  count(*) filter (where state = 'succeeded') as done
+           from punctual.jobs`,
+        );
+        most = Math.max(most, Number(rows[0].held));
+        if (Number(rows[0].done) === total) break;
+      }
+      expect(most).toBeLessThanOrEqual(2 + prefetch);
+      // With a buffer, the worker did claim ahead (more held than slots at some point).
+      if (prefetch > 0) expect(most).toBeGreaterThan(2);
+      await worker.stop();
+      const { rows } = await h.db.pool.query("select count(*) as n from punctual.jobs where attempts <> 1 or started_at is null");
+      expect(Number(rows[0].n)).toBe(0);
+    });
+  }
+});
+
+describe("a full buffer", () => {
+  it("buffered rows show as claimed, not started; they start and succeed once the slot frees, every start recorded", async () => {
+    const { open, opened } = gate();
+    const task = workTask(opened);
+    const { blockerId, behindIds } = await enqueueWarmBlockBehind(task, 200, 30);
+    h.startWorker({ tasks: [task], concurrency: 1, prefetch: 20, workerId: "visible", leaseMs: 60_000, bufferHoldMs: 30_000 });
+    const [buffered] = await waitForRows(BUFFERED, ["visible", behindIds], (n) => n > 0);
+    // The README's "what runs now" query shows the blocked handler (started from the
+    // buffer: its start is written by an early lease renewal), and only it.
+    const [running] = await waitForRows(
+      `select count(*) as n, array_agg(id) as ids from punctual.jobs
+       where state = 'running' and locked_by = 'visible' and started_at is not null`,
+      [],
+      (n) => n > 0,
+    );
+    expect(running.ids.map(Number)).toEqual([blockerId]);
+    open();
+    await waitForRows("select count(*) as n from punctual.jobs where state = 'succeeded'", [], (n) => n === 231);
+    const { rows } = await h.db.pool.query(
+      "select count(*) as n from punctual.jobs where attempts <> 1 or started_at is null or started_at > finished_at or started_at < run_at",
+    );
+    expect(Number(rows[0].n)).toBe(0);
+  });
+
+  it("a buffered job not started within bufferHoldMs goes back to pending, its attempt given back, while the slot is still busy", async () => {
+    const { open, opened } = gate();
+    const task = workTask(opened);
+    const { blockerId, behindIds } = await enqueueWarmBlockBehind(task, 200, 30);
+    h.startWorker({ tasks: [task], concurrency: 1, prefetch: 20, workerId: "holder", bufferHoldMs: 300 });
+    const [buffered] = await waitForRows(BUFFERED, ["holder", behindIds], (n) => n > 0);
+    // Handed back: pending again, as if never claimed.
+    await waitForRows(
+      "select count(*) as n from punctual.jobs where id = any($1) and state = 'pending' and attempts = 0 and locked_by is null",
+      [buffered.ids],
+      (n) => n === buffered.ids.length,
+    );
+    const { rows } = await h.db.pool.query("select state, started_at from punctual.jobs where id = $1", [blockerId]);
+    expect(rows[0].state).toBe("running");
+    open();
+    await waitForRows("select count(*) as n from punctual.jobs where state = 'succeeded' and attempts = 1", [], (n) => n === 231);
+  });
+
+  it("stop hands the buffer back at once, attempts unchanged, while it still waits for the running handler", async () => {
+    const { open, opened } = gate();
+    const task = workTask(opened);
+    const { blockerId, behindIds } = await enqueueWarmBlockBehind(task, 200, 30);
+    // A hold bound longer than the test: only stop can hand the buffer back.
+    const worker = h.startWorker({ tasks: [task], concurrency: 1, prefetch: 20, workerId: "stopper", leaseMs: 600_000, bufferHoldMs: 300_000 });
+    const [buffered] = await waitForRows(BUFFERED, ["stopper", behindIds], (n) => n > 0);
+    const stopped = worker.stop({ timeoutMs: 600_000 });
+    await waitForRows(
+      "select count(*) as n from punctual.jobs where id = any($1) and state = 'pending' and attempts = 0 and started_at is null",
+      [buffered.ids],
+      (n) => n === buffered.ids.length,
+    );
+    const { rows } = await h.db.pool.query("select state from punctual.jobs where id = $1", [blockerId]);
+    expect(rows[0].state).toBe("running");
+    open();
+    await stopped;
+    const { rows: after } = await h.db.pool.query("select state, attempts from punctual.jobs where id = $1", [blockerId]);
+    expect(after[0]).toEqual({ state: "succeeded", attempts: 1 });
+  });
+
+  it("a second worker gets work at its first claim, and the first worker's buffered jobs after the hold bound", async () => {
+    const { open, opened } = gate();
+    const task = workTask(opened);
+    const { behindIds } = await enqueueWarmBlockBehind(task, 200, 60);
+    h.startWorker({ tasks: [task], concurrency: 1, prefetch: 20, workerId: "first", bufferHoldMs: 500 });
+    const [buffered] = await waitForRows(BUFFERED, ["first", behindIds], (n) => n > 0);
+    const starts: number[] = [];
+    const second = createWorker({
+      connectionString: h.db.url,
+      tasks: [workTask(opened, starts)],
+      workerId: "second",
+      logger: pino({ level: "silent" }),
+    });
+    const firstClaim = next(second, "worker:poll");
+    await second.start();
+    expect((await firstClaim)[0].claimed).toBeGreaterThan(0);
+    // Everything behind the blocked job runs, on the second worker, while the first
+    // worker's only slot is still blocked: its buffer came back after the hold bound.
+    await waitForRows(
+      "select count(*) as n from punctual.jobs where id = any($1) and state = 'succeeded'",
+      [behindIds],
+      (n) => n === behindIds.length,
+    );
+    expect(buffered.ids.map(Number).every((id: number) => starts.includes(id))).toBe(true);
+    open();
+    await second.stop();
+  });
+
+  it("an urgent job enqueued behind a full buffer starts as soon as the slot frees after the hold bound", async () => {
+    const { open, opened } = gate();
+    const starts: number[] = [];
+    const task = workTask(opened, starts);
+    const { behindIds } = await enqueueWarmBlockBehind(task, 200, 30, 5);
+    h.startWorker({ tasks: [task], concurrency: 1, prefetch: 20, workerId: "urgent", bufferHoldMs: 300 });
+    const [buffered] = await waitForRows(BUFFERED, ["urgent", behindIds], (n) => n > 0);
+    const [urgent] = await h.punctual.enqueueMany([{ task, payload: { n: -1 }, priority: -10 }]);
+    await waitForRows(
+      "select count(*) as n from punctual.jobs where id = any($1) and state = 'pending'",
+      [buffered.ids],
+      (n) => n === buffered.ids.length,
+    );
+    const before = starts.length;
+    open();
+    await waitForRows("select count(*) as n from punctual.jobs where state = 'succeeded'", [], (n) => n === 232);
+    expect(starts[before]).toBe(urgent!.id);
+  });
+});
+
+it("SIGKILL with a full buffer: every buffered job runs once, on another worker, after the lease", async () => {
+  const doomed = forkFixture("buffer-worker.ts", { DATABASE_URL: h.db.url, WORKER_ID: "doomed-buffer" });
+  await new Promise<void>((resolve) => doomed.once("message", () => resolve()));
+  const startedByDoomed = new Set<number>();
+  doomed.on("message", (m: { type: string; id: number }) => m.type === "started" && startedByDoomed.add(m.id));
+  const task = workTask(Promise.resolve());
+  const { blockerId, behindIds } = await enqueueWarmBlockBehind(task, 200, 30);
+  const [buffered] = await waitForRows(BUFFERED, ["doomed-buffer", behindIds], (n) => n > 0);
+  doomed.kill("SIGKILL");
+  expect(await exited(doomed)).toBe("SIGKILL");
+  const bufferedIds: number[] = buffered.ids.map(Number);
+  expect(bufferedIds.some((id) => startedByDoomed.has(id))).toBe(false);
+
+  const starts: number[] = [];
+  const survivor: Worker = createWorker({
+    connectionString: h.db.url,
+    tasks: [workTask(Promise.resolve(), starts)],
+    rescueIntervalMs: 100,
+    pollIntervalMs: 50,
+    logger: pino({ level: "silent" }),
+  });
+  const rescued = collect(survivor, "job:rescued", 1);
+  await survivor.start();
+  await rescued;
+  await waitForRows("select count(*) as n from punctual.jobs where state = 'succeeded'", [], (n) => n === 231);
+  await survivor.stop();
+  for (const id of [...bufferedIds, blockerId]) expect(starts.filter((s) => s === id)).toHaveLength(1);
+});
