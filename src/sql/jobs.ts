@@ -270,8 +270,18 @@ const STARTED_AT = (row: string, input: string) =>
  * heartbeats failed, its job was rescued, and the same worker claimed it again: the
  * first attempt's late outcome must not complete the second.
  */
+/*
+ * `state::text`, not `state`: written as `state = 'running'` the fence matches the
+ * predicate of the partial lease index (running rows), and on a table never analyzed
+ * (a backlog enqueued and processed before autovacuum came by) PostgreSQL drove these
+ * updates from that index: every running row, and every dead index entry of rows that
+ * ran since the last vacuum, tested against every outcome (50 ms for 256 outcomes
+ * after 15,000 claims, and growing). Cast, it leaves one plan: look each id up by
+ * primary key. Statements whose ids come as an array also say `j.id = any(ids)`, so
+ * the lookup by primary key is the plan even before the table has statistics.
+ */
 const FENCED = (row: string, input: string) =>
-  `${row}.id = ${input}.id and ${row}.state = 'running' and ${row}.locked_by = $1 and ${row}.attempts = ${input}.attempt`;
+  `${row}.id = ${input}.id and ${row}.state::text = 'running' and ${row}.locked_by = $1 and ${row}.attempts = ${input}.attempt`;
 
 const RULE_UNCHANGED = `(j.cron, j.tz, j.every_ms, j.fixed_delay)
   is not distinct from (i.cron, i.tz, i.every_ms, i.fixed_delay) as rule_unchanged`;
@@ -387,7 +397,7 @@ export async function jobReleaseMany(db: Queryable, workerId: string, held: read
      set state = 'pending', run_at = now(), locked_by = null, locked_until = null, updated_at = now(),
          last_error = 'released: the worker stopped before the handler finished'
      from unnest($2::bigint[], $3::integer[]) as h(id, attempt)
-     where ${FENCED("j", "h")}
+     where j.id = any($2::bigint[]) and ${FENCED("j", "h")}
      returning j.id`,
     [workerId, held.map((h) => h.id), held.map((h) => h.attempt)],
   );
@@ -411,7 +421,7 @@ export async function jobRenewLeases(
     `update punctual.jobs as j
      set locked_until = now() + $3 * interval '1 millisecond', ${STARTED_AT("j", "h")}
      from unnest($2::bigint[], $4::integer[], $5::integer[]) as h(id, attempt, started_ago_ms)
-     where ${FENCED("j", "h")}
+     where j.id = any($2::bigint[]) and ${FENCED("j", "h")}
      returning j.id, j.cancel_requested_at is not null as cancel_requested`,
     [workerId, held.map((h) => h.id), leaseMs, held.map((h) => h.attempt), held.map((h) => h.startedAgoMs)],
     "renew_leases",
@@ -433,7 +443,7 @@ export async function jobUnclaimMany(db: Queryable, workerId: string, held: read
          finished_at = case when j.cancel_requested_at is null then null else now() end,
          attempts = greatest(j.attempts - 1, 0), locked_by = null, locked_until = null, updated_at = now()
      from unnest($2::bigint[], $3::integer[]) as h(id, attempt)
-     where ${FENCED("j", "h")} and j.started_at is null
+     where j.id = any($2::bigint[]) and ${FENCED("j", "h")} and j.started_at is null
      returning j.id`,
     [workerId, held.map((h) => h.id), held.map((h) => h.attempt)],
   );
