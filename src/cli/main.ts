@@ -19,11 +19,12 @@ import { createWorker } from "../worker/worker.js";
 
 const USAGE = `usage:
   punctual migrate [--database-url URL]
-  punctual worker --tasks MODULE [--concurrency N] [--queues a,b] [--poll-interval MS]
+  punctual worker --tasks MODULE [--concurrency N] [--prefetch N] [--queues a,b] [--poll-interval MS]
                   [--lease MS] [--retention DURATION|off] [--poll-only]
                   [--shutdown-timeout MS] [--migrate] [--database-url URL]
 
 --poll-only: no LISTEN connection (for PgBouncer in transaction mode).
+--prefetch: claimed jobs that may wait for a slot beyond --concurrency (default 500; 0: none).
 SIGTERM/SIGINT: stop claiming, let running jobs finish within --shutdown-timeout
 (default 10000), hand the rest back to pending, exit 0. A second signal exits at once.
 
@@ -34,6 +35,7 @@ const OPTIONS = {
   "database-url": { type: "string" },
   tasks: { type: "string" },
   concurrency: { type: "string" },
+  prefetch: { type: "string" },
   queues: { type: "string" },
   "poll-interval": { type: "string" },
   "shutdown-timeout": { type: "string" },
@@ -47,6 +49,7 @@ const OPTIONS = {
 /** The worker options the flags set, by the name `createWorker`'s errors give them. */
 const WORKER_FLAGS: Record<string, string> = {
   concurrency: "--concurrency",
+  prefetch: "--prefetch",
   queues: "--queues",
   pollIntervalMs: "--poll-interval",
   leaseMs: "--lease",
@@ -131,6 +134,7 @@ async function main(argv: string[]): Promise<number> {
   }
   const options = {
     concurrency: integerFlag("concurrency", values.concurrency),
+    prefetch: integerFlag("prefetch", values.prefetch, 0),
     queues: values.queues?.split(",").map((q) => q.trim()),
     pollIntervalMs: integerFlag("poll-interval", values["poll-interval"]),
     leaseMs: integerFlag("lease", values.lease),

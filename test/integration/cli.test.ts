@@ -27,11 +27,11 @@ describe("punctual CLI", () => {
 
     const worker = spawnTs(
       "src/cli/main.ts",
-      ["worker", "--tasks", "test/fixtures/cli-tasks.ts", "--poll-interval", "20", "--concurrency", "3"],
+      ["worker", "--tasks", "test/fixtures/cli-tasks.ts", "--poll-interval", "20", "--concurrency", "3", "--prefetch", "40"],
       { DATABASE_URL: db.url, LOG_LEVEL: "debug" }, // "job succeeded" is a debug line
     );
     const started = await worker.logLine((line) => line.msg === "worker started");
-    expect(started).toMatchObject({ tasks: ["hello"], concurrency: 3 });
+    expect(started).toMatchObject({ tasks: ["hello"], concurrency: 3, prefetch: 40 });
 
     const { id } = await createClient({ executor: db.pool }).enqueue(hello, { name: "CLI" });
     const greeted = await worker.logLine((line) => line.msg === "greeted");
@@ -52,6 +52,7 @@ describe("punctual CLI", () => {
     ["a value given to a switch", ["worker", "--poll-only=yes"], /^punctual: --poll-only takes no value \(see punctual --help\)$/],
     ["an extra argument", ["migrate", "now"], /^punctual: unexpected argument "now" \(see punctual --help\)$/],
     ["a number flag that is not a number", ["worker", "--tasks", "test/fixtures/cli-tasks.ts", "--concurrency", "abc"], /^punctual: --concurrency must be an integer; got "abc" \(see punctual --help\)$/],
+    ["a negative prefetch", ["worker", "--tasks", "test/fixtures/cli-tasks.ts", "--prefetch=-5"], /^punctual: --prefetch must be an integer of 0 or more; got "-5" \(see punctual --help\)$/],
     ["a number flag out of range", ["worker", "--tasks", "test/fixtures/cli-tasks.ts", "--poll-interval", "1"], /^punctual: --poll-interval: .*>=10 \(see punctual --help\)$/],
     ["a bad duration", ["worker", "--tasks", "test/fixtures/cli-tasks.ts", "--retention", "7 weeks"], /^punctual: --retention: must look like "500ms".* \(see punctual --help\)$/],
     ["a bad queue name", ["worker", "--tasks", "test/fixtures/cli-tasks.ts", "--queues", "a,b c"], /^punctual: --queues: queue names are 1-64 letters.* \(see punctual --help\)$/],
