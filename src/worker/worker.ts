@@ -122,6 +122,8 @@ export class Worker extends EventEmitter<WorkerEvents> {
   private readonly options: z.output<typeof optionsSchema>;
   private readonly pool: pg.Pool;
   private readonly ownsPool: boolean;
+  /** With a connection string: one connection for lease renewals alone, so claims and outcome writes cannot keep them waiting. */
+  private readonly leasePool: pg.Pool | null;
   private readonly db: Queryable;
   private readonly logger: Logger;
   private readonly outcomes: OutcomeBatcher;
@@ -154,9 +156,11 @@ export class Worker extends EventEmitter<WorkerEvents> {
       }
       this.pool = options.pool;
       this.ownsPool = false;
+      this.leasePool = null;
     } else if (options.connectionString) {
       // Claims, outcome writes, heartbeats and maintenance share it; LISTEN has its own.
-      this.pool = new pg.Pool({ connectionString: options.connectionString, max: 5 });
+      this.pool = new pg.Pool({ connectionString: options.connectionString, max: 4 });
+      this.leasePool = new pg.Pool({ connectionString: options.connectionString, max: 1 });
       this.ownsPool = true;
     } else {
       throw new ValidationError("pool", "give a pg Pool or a connectionString");
@@ -164,6 +168,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
     // An idle client that loses its connection emits 'error' on the pool; without a
     // listener Node would exit. The next query gets a fresh connection.
     this.pool.on("error", (error) => this.reportError(error));
+    this.leasePool?.on("error", (error) => this.reportError(error));
     this.db = toQueryable(this.pool, { prepared: this.options.prepare });
     this.id = options.workerId ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
     this.logger = (options.logger ?? createLogger()).child({ worker: this.id });
@@ -182,7 +187,8 @@ export class Worker extends EventEmitter<WorkerEvents> {
       this.options.queues,
     );
     const heartbeatMs = this.options.heartbeatIntervalMs ?? Math.max(10, Math.floor(leaseMs / 3));
-    this.leases = new LeaseKeeper(this.db, this.id, leaseMs, heartbeatMs, {
+    const leaseDb = this.leasePool ? toQueryable(this.leasePool, { prepared: this.options.prepare }) : this.db;
+    this.leases = new LeaseKeeper(leaseDb, this.id, leaseMs, heartbeatMs, {
       isRunning: (entry) => this.producer.holds(entry),
       lost: (entry) => {
         if (this.producer.dropBuffered(entry)) {
@@ -313,7 +319,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
     }
     // Leases were renewed until every outcome was written (or given up).
     this.leases.stop();
-    if (this.ownsPool) await this.pool.end();
+    if (this.ownsPool) await Promise.all([this.pool.end(), this.leasePool?.end()]);
     this.logger.info("worker stopped");
     this.emit("worker:stopped");
   }

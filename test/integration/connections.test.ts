@@ -1,6 +1,6 @@
 /**
  * The README's promise: a worker given a connection string holds at most 6 connections
- * (a pool of 5, plus 1 for LISTEN), whatever it is doing.
+ * (a pool of 4, 1 for lease renewals, 1 for LISTEN), whatever it is doing.
  */
 import pg from "pg";
 import { pino } from "pino";
@@ -35,7 +35,7 @@ async function connections(except: number): Promise<{ total: number; waiting: nu
   return rows[0];
 }
 
-it("a worker with a connection string holds at most 6 connections: a pool of 5 and 1 for LISTEN, even when every statement waits", async () => {
+it("a worker with a connection string holds at most 6 connections: a pool of 4, 1 for lease renewals and 1 for LISTEN, even when every statement waits", async () => {
   let release!: () => void;
   const gate = new Promise<void>((resolve) => (release = resolve));
   const busy = defineTask({ name: "busy", payload: z.object({ n: z.number() }), maxAttempts: 1, run: async ({ n }) => {
