@@ -103,6 +103,8 @@ export class Producer {
   private wake: ((reason: WakeReason) => void) | null = null;
   /** The loop waits for room (a freed slot, a buffer below its aim), not for new jobs. */
   private waitingForRoom = false;
+  /** A claim statement is in flight. */
+  private claiming = false;
   private holdTimer: NodeJS.Timeout | undefined;
   private handingBack: Promise<void> | null = null;
   /** Handler starts per millisecond, smoothed: what the buffer aims at. */
@@ -118,7 +120,10 @@ export class Producer {
     private readonly wakeups: Wakeups,
     private readonly logger: Logger,
     private readonly hooks: ProducerHooks,
-  ) {}
+  ) {
+    // While the loop is busy, successes wait briefly to ride along with its next claim.
+    outcomes.claimComingSoon = () => !this.stopping && (this.claiming || (this.waitingForRoom && this.running.size > 0));
+  }
 
   /** How many claimed jobs wait in the buffer. */
   get buffered(): number {
@@ -186,11 +191,14 @@ export class Producer {
       let claimed = 0;
       let failed = false;
       if (want > 0) {
+        this.claiming = true;
         try {
           claimed = await this.claim(want, reason);
         } catch (error) {
           failed = true;
           this.hooks.error(error);
+        } finally {
+          this.claiming = false;
         }
       }
       if (this.stopping) break;

@@ -11,8 +11,8 @@ import { pino } from "pino";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
 import { createClient, createWorker, defineTask, type Client, type Worker, type WorkerOptions } from "../../src/index.js";
-import { toQueryable } from "../../src/executor.js";
-import { jobClaim } from "../../src/sql/jobs.js";
+import { toQueryable, type Queryable } from "../../src/executor.js";
+import { jobClaim, jobCompleteAndClaim } from "../../src/sql/jobs.js";
 import { ERROR_MESSAGE_MAX, OutcomeBatcher } from "../../src/worker/outcome-batcher.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { collect, next } from "../support/events.js";
@@ -269,6 +269,33 @@ describe("outcome writing", () => {
     expect(await batcher.drain(1000)).toBe(true);
     const { rows } = await db.pool.query("select id, state, last_error from punctual.jobs order by id");
     expect(rows.map((r) => [Number(r.id), r.state])).toEqual([[a, "running"], [b, "pending"], [c, "succeeded"]]);
+  });
+
+  it("while a claim is coming, successes wait to ride along with it; if none comes they are written on their own", async () => {
+    const tasks = [defineTask({ name: "direct", payload: z.object({}), run: () => {} })];
+    await punctual.enqueueMany([0, 1].map(() => ({ task: tasks[0]!, payload: {} })));
+    const queryable = toQueryable(db.pool);
+    const params = { workerId: "w1", queues: ["default"], tasks: ["direct"], limit: 2, leaseMs: 60_000 };
+    const [a, b] = (await jobClaim(queryable, params)).map((row) => Number(row.id));
+    const statements: string[] = [];
+    const counting: Queryable = {
+      query: (text, values, name) => {
+        statements.push(name ?? text);
+        return queryable.query(text, values, name);
+      },
+    };
+    const batcher = new OutcomeBatcher(counting, "w1", () => {});
+    batcher.claimComingSoon = () => true;
+    const none = { attempt: 1, next_slot: null, cron: null, tz: null, every_ms: null, fixed_delay: false };
+    const first = batcher.success({ id: a!, ...none });
+    await tick(); // the batcher's flush has begun, and waits for the claim
+    const taken = batcher.takeSuccesses()!;
+    expect(taken.successes.map((s) => s.id)).toEqual([a]);
+    taken.settle((await jobCompleteAndClaim(queryable, params, taken.successes)).completed);
+    expect(await first).toBe("succeeded");
+    // No claim takes this one: after the ride bound it is written by the batcher itself.
+    expect(await batcher.success({ id: b!, ...none })).toBe("succeeded");
+    expect(statements).toEqual(["complete"]);
   });
 
   it("stop() is bounded when outcomes cannot be written: it gives up after the timeout and says which jobs", async () => {
