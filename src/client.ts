@@ -5,6 +5,7 @@ import { toQueryable, withTransaction, type Executor, type Queryable } from "./e
 import { nextRunAt } from "./schedule/next.js";
 import { parseRule, ruleToColumns, toRule, type Rule, type ScheduleRule } from "./schedule/rule.js";
 import { jobRemoveUndeclared, jobScheduleMany, scheduleLockReconcile, type ScheduleInsert, type ScheduleRow } from "./sql/schedules.js";
+import { jobEnqueueOne, ONE_ROW_PAYLOAD_MAX_CHARS } from "./sql/enqueue-one.js";
 import { toJob, type Job } from "./job.js";
 import { storableString } from "./json.js";
 import { durationSchema, type Duration } from "./schedule/duration.js";
@@ -15,6 +16,7 @@ import {
   jobGetById,
   jobGetByKey,
   jobGetLiveByKey,
+  type EnqueueRow,
   type JobInsert,
 } from "./sql/jobs.js";
 import { payloadToJson, TaskRegistry, zodError, type AnyTask, type Task } from "./tasks.js";
@@ -24,9 +26,9 @@ export type OnConflict = "replace" | "keep";
 
 /** Options of one job. Task defaults apply where an option is absent. */
 export interface JobOptions {
-  /** When the job becomes due: a Date or an ISO 8601 string with a zone. Default: now. */
+  /** When the job becomes due: a Date or an ISO 8601 string with a zone, in the years 1 to 9999. Default: now. */
   runAt?: Date | string;
-  /** Alternatively, how long from now: milliseconds or `"10s"`, `"5m"`, ... */
+  /** Alternatively, how long from now: milliseconds or `"10s"`, `"5m"`, ... (not past the year 9999). */
   delay?: Duration;
   /** Unique job key: at most one live job per key; `get` and `cancel` address it. */
   key?: string;
@@ -115,6 +117,13 @@ export interface ClientOptions {
   connectionString?: string;
   /** Tasks that may be enqueued by name. Task objects can always be passed directly. */
   tasks?: readonly AnyTask[];
+  /**
+   * Prepare `enqueue`'s statement once per connection (a named statement), so
+   * PostgreSQL stops parsing and planning it on every call. Default true; `false`
+   * behind PgBouncer < 1.21 in transaction mode, as for the worker's `prepare`. A
+   * drizzle executor runs it unnamed either way.
+   */
+  prepare?: boolean;
 }
 
 const NAME = /^[A-Za-z0-9_.:-]{1,64}$/;
@@ -163,9 +172,16 @@ export class Client {
   private readonly registry: TaskRegistry;
   private readonly executor: Executor | undefined;
   private readonly ownPool: pg.Pool | undefined;
+  private readonly prepare: boolean;
+  /** The default executor's `Queryable`, made once. */
+  private defaultDb: Queryable | undefined;
 
   constructor(options: ClientOptions = {}) {
     this.registry = new TaskRegistry(options.tasks);
+    if (options.prepare !== undefined && typeof options.prepare !== "boolean") {
+      throw new ValidationError("prepare", "must be true or false");
+    }
+    this.prepare = options.prepare ?? true;
     if (options.connectionString) {
       this.ownPool = new pg.Pool({ connectionString: options.connectionString });
       this.executor = this.ownPool;
@@ -188,8 +204,18 @@ export class Client {
     options: EnqueueOptions = {},
   ): Promise<EnqueueResult> {
     const { executor, onConflict, ...jobOptions } = options;
-    const [result] = await this.enqueueMany([{ task, payload, ...jobOptions }], { executor, onConflict });
-    return result!;
+    const conflict = onConflictSchema.safeParse(onConflict);
+    if (!conflict.success) throw zodError("onConflict", conflict.error);
+    // Checked exactly as enqueueMany checks a one-job batch (fields named without a prefix).
+    const { insert, payload: payloadJson } = this.prepareJob({ task, payload, ...jobOptions }, (field) => field, "");
+    const db = this.queryable(executor);
+    // One row, one prepared statement; a large payload takes enqueue_many, whose SQL
+    // size check may refuse it (see ONE_ROW_PAYLOAD_MAX_CHARS).
+    const row =
+      payloadJson.length <= ONE_ROW_PAYLOAD_MAX_CHARS
+        ? await jobEnqueueOne(db, insert, payloadJson, conflict.data)
+        : (await jobEnqueueMany(db, [insert], [payloadJson], conflict.data))[0]!;
+    return this.enqueueResult(db, row);
   }
 
   /**
@@ -214,40 +240,60 @@ export class Client {
     const keys = new Map<string, number>();
     jobs.forEach((spec, i) => {
       const at = (field: string) => (single ? field : `jobs.${i}.${field}`);
-      const { task: taskRef, payload, ...rest } = spec;
-      const task = this.registry.resolve(taskRef, at("task"));
-      const parsed = jobOptionsSchema.safeParse(rest);
-      if (!parsed.success) throw zodError(single ? "" : `jobs.${i}`, parsed.error);
-      const opts = parsed.data;
-      if (opts.key !== undefined) {
-        if (keys.has(opts.key)) throw new ValidationError(at("key"), `"${opts.key}" appears twice in one batch (also jobs.${keys.get(opts.key)})`);
-        keys.set(opts.key, i);
-      }
-      payloads.push(payloadToJson(task, payload, at("payload")));
-      inserts.push({
+      const job = this.prepareJob(spec, at, single ? "" : `jobs.${i}`, (key) => {
+        if (keys.has(key)) throw new ValidationError(at("key"), `"${key}" appears twice in one batch (also jobs.${keys.get(key)})`);
+        keys.set(key, i);
+      });
+      payloads.push(job.payload);
+      inserts.push(job.insert);
+    });
+    const db = this.queryable(options.executor);
+    const rows = await jobEnqueueMany(db, inserts, payloads, conflict.data);
+    return Promise.all(rows.map((row) => this.enqueueResult(db, row)));
+  }
+
+  /**
+   * Checks one job and turns it into its row: the task, the options (zod; errors under
+   * `prefix`), `checkKey` for a batch's duplicate keys, then the payload (its schema,
+   * JSON, and the schema again after a JSON round trip) and the due time.
+   */
+  private prepareJob(
+    spec: JobSpec,
+    at: (field: string) => string,
+    prefix: string,
+    checkKey?: (key: string) => void,
+  ): { insert: JobInsert; payload: string } {
+    const { task: taskRef, payload, ...rest } = spec;
+    const task = this.registry.resolve(taskRef, at("task"));
+    const parsed = jobOptionsSchema.safeParse(rest);
+    if (!parsed.success) throw zodError(prefix, parsed.error);
+    const opts = parsed.data;
+    if (opts.key !== undefined) checkKey?.(opts.key);
+    const payloadJson = payloadToJson(task, payload, at("payload"));
+    return {
+      payload: payloadJson,
+      insert: {
         task: task.name,
         payload: undefined,
         queue: opts.queue ?? task.queue ?? "default",
         key: opts.key ?? null,
         priority: opts.priority ?? task.priority ?? 0,
-        run_at: resolveRunAt(opts.runAt, opts.delay),
+        run_at: resolveRunAt(opts.runAt, opts.delay, at),
         max_attempts: opts.maxAttempts ?? task.maxAttempts ?? 5,
-      });
-    });
-    const db = this.queryable(options.executor);
-    const rows = await jobEnqueueMany(db, inserts, payloads, conflict.data);
-    return Promise.all(
-      rows.map(async (row) => {
-        if (row.id !== null) {
-          return { id: Number(row.id), key: row.key, state: row.state!, runAt: row.run_at!, outcome: row.outcome };
-        }
-        // Kept, but the live job was committed after the statement's snapshot: read it again.
-        const live = await jobGetLiveByKey(db, row.key!);
-        if (!live) throw new Error(`punctual: the live job with key "${row.key}" vanished during enqueue; retry`);
-        const job = toJob(live);
-        return { id: job.id, key: job.key, state: job.state, runAt: job.runAt, outcome: "kept" as const };
-      }),
-    );
+      },
+    };
+  }
+
+  /** An enqueue row as the caller sees it; a job kept by a row the statement could not see is read again. */
+  private async enqueueResult(db: Queryable, row: EnqueueRow): Promise<EnqueueResult> {
+    if (row.id !== null) {
+      return { id: Number(row.id), key: row.key, state: row.state!, runAt: row.run_at!, outcome: row.outcome };
+    }
+    // Kept, but the live job was committed after the statement's snapshot: read it again.
+    const live = await jobGetLiveByKey(db, row.key!);
+    if (!live) throw new Error(`punctual: the live job with key "${row.key}" vanished during enqueue; retry`);
+    const job = toJob(live);
+    return { id: job.id, key: job.key, state: job.state, runAt: job.runAt, outcome: "kept" };
   }
 
   /**
@@ -404,10 +450,13 @@ export class Client {
     await this.ownPool?.end();
   }
 
-  private queryable(executor: Executor | undefined) {
+  private queryable(executor: Executor | undefined): Queryable {
+    if (executor === undefined && this.defaultDb) return this.defaultDb;
     const chosen = executor ?? this.executor;
     if (!chosen) throw new ValidationError("executor", "no executor: pass one to createClient or to this call");
-    return toQueryable(chosen);
+    const db = toQueryable(chosen, { prepared: this.prepare });
+    if (executor === undefined) this.defaultDb = db;
+    return db;
   }
 }
 
@@ -429,8 +478,27 @@ function firstSlot(rule: Rule, now: Date): Date {
   return rule.kind === "every" ? new Date(now.getTime() + rule.everyMs) : nextRunAt(rule, now);
 }
 
-function resolveRunAt(runAt: Date | string | undefined, delayMs: number | undefined): Date | null {
-  if (runAt !== undefined) return new Date(runAt);
-  if (delayMs !== undefined) return new Date(Date.now() + delayMs);
+/**
+ * The instants PostgreSQL reads back from the ISO 8601 text a due time travels as:
+ * years 1 to 9999 (UTC). Outside, JavaScript writes a year of 0 or six digits
+ * ("+010000-01-01T00:00:00.000Z"), which PostgreSQL refuses, and a Date past
+ * ±8.64e15 ms is invalid and would travel as null (due now).
+ */
+const RUN_AT_MIN_MS = Date.parse("0001-01-01T00:00:00.000Z");
+const RUN_AT_MAX_MS = Date.parse("9999-12-31T23:59:59.999Z");
+
+/** The due time of a job, or null for "now, by the database's clock". */
+function resolveRunAt(runAt: Date | string | undefined, delayMs: number | undefined, at: (field: string) => string): Date | null {
+  if (runAt !== undefined) {
+    const date = new Date(runAt);
+    const ms = date.getTime();
+    if (!(ms >= RUN_AT_MIN_MS && ms <= RUN_AT_MAX_MS)) throw new ValidationError(at("runAt"), "must be between the years 1 and 9999 (UTC)");
+    return date;
+  }
+  if (delayMs !== undefined) {
+    const ms = Date.now() + delayMs;
+    if (!(ms <= RUN_AT_MAX_MS)) throw new ValidationError(at("delay"), "puts the job after the year 9999");
+    return new Date(ms);
+  }
   return null;
 }

@@ -56,63 +56,86 @@ function escapeChar(char: string): string {
  * unstorable character appears in it escaped (`payload.a\u0000b`).
  */
 export function toJsonText(value: unknown, field = "payload"): string {
-  assertJsonSafe(value, field, new Set());
+  assertJsonSafe(value, [field], new Set());
   const text = JSON.stringify(value);
   if (text === undefined) throw new ValidationError(field, "is not a JSON value");
-  const bytes = Buffer.byteLength(text);
-  if (bytes > PAYLOAD_MAX_BYTES) {
-    throw new ValidationError(field, `is ${bytes} bytes of JSON; the limit is ${PAYLOAD_MAX_BYTES}`);
+  // UTF-8 takes at most 3 bytes per UTF-16 code unit: a text this short cannot be over
+  // the limit, and is not scanned to count its bytes.
+  if (text.length * 3 > PAYLOAD_MAX_BYTES) {
+    const bytes = Buffer.byteLength(text);
+    if (bytes > PAYLOAD_MAX_BYTES) {
+      throw new ValidationError(field, `is ${bytes} bytes of JSON; the limit is ${PAYLOAD_MAX_BYTES}`);
+    }
   }
   return text;
 }
 
-function assertJsonSafe(value: unknown, path: string, ancestors: Set<object>): void {
+/**
+ * Walks a payload as JSON.stringify will. `path` is the way down, from the field name:
+ * kept as a stack of keys and joined only for an error, as every value of every payload
+ * passes through here and almost none is refused.
+ */
+function assertJsonSafe(value: unknown, path: string[], ancestors: Set<object>): void {
   switch (typeof value) {
     case "string": {
       const problem = unstorableText(value);
-      if (problem) throw new ValidationError(path, problem);
+      if (problem) throw refuse(path, problem);
       return;
     }
     case "boolean":
       return;
     case "number":
-      if (!Number.isFinite(value)) throw new ValidationError(path, `${value} is not representable in JSON`);
+      if (!Number.isFinite(value)) throw refuse(path, `${value} is not representable in JSON`);
       return;
     case "bigint":
-      throw new ValidationError(path, "a BigInt is not representable in JSON; pass a string or number");
+      throw refuse(path, "a BigInt is not representable in JSON; pass a string or number");
     case "function":
     case "symbol":
-      throw new ValidationError(path, `a ${typeof value} is not representable in JSON`);
+      throw refuse(path, `a ${typeof value} is not representable in JSON`);
     case "undefined":
-      throw new ValidationError(path, "undefined is not representable in JSON");
+      throw refuse(path, "undefined is not representable in JSON");
   }
   if (value === null) return;
   const object = value as object;
-  if (ancestors.has(object)) throw new ValidationError(path, "contains a cycle");
+  if (ancestors.has(object)) throw refuse(path, "contains a cycle");
   const toJSON = (object as { toJSON?: unknown }).toJSON;
   if (typeof toJSON === "function") {
     // What JSON.stringify will write in its place (a Date: its ISO string) is checked
     // like any value, so a custom toJSON cannot slip a NUL past the check.
+    const last = path[path.length - 1]!;
     ancestors.add(object);
-    assertJsonSafe(toJSON.call(object, path.slice(path.lastIndexOf(".") + 1)), path, ancestors);
+    assertJsonSafe(toJSON.call(object, last.slice(last.lastIndexOf(".") + 1)), path, ancestors);
     ancestors.delete(object);
     return;
   }
   ancestors.add(object);
   if (Array.isArray(object)) {
-    object.forEach((item, i) => assertJsonSafe(item, `${path}.${i}`, ancestors));
+    for (let i = 0; i < object.length; i++) {
+      if (!(i in object)) continue; // a hole, skipped as forEach skips it
+      path.push(String(i));
+      assertJsonSafe(object[i], path, ancestors);
+      path.pop();
+    }
   } else {
     const proto = Object.getPrototypeOf(object);
     if (proto !== Object.prototype && proto !== null) {
-      throw new ValidationError(path, `a ${proto?.constructor?.name ?? "class"} instance is not plain JSON`);
+      throw refuse(path, `a ${proto?.constructor?.name ?? "class"} instance is not plain JSON`);
     }
-    for (const [k, v] of Object.entries(object)) {
+    const record = object as Record<string, unknown>;
+    for (const k of Object.keys(record)) {
+      const v = record[k];
       // Object properties that are undefined are simply absent in JSON, as users expect.
       if (v === undefined) continue;
       const problem = unstorableText(k);
-      if (problem) throw new ValidationError(`${path}.${escapeText(k)}`, `the key ${problem}`);
-      assertJsonSafe(v, `${path}.${k}`, ancestors);
+      if (problem) throw new ValidationError(`${path.join(".")}.${escapeText(k)}`, `the key ${problem}`);
+      path.push(k);
+      assertJsonSafe(v, path, ancestors);
+      path.pop();
     }
   }
   ancestors.delete(object);
+}
+
+function refuse(path: string[], message: string): ValidationError {
+  return new ValidationError(path.join("."), message);
 }

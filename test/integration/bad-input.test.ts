@@ -35,6 +35,12 @@ const cases: [string, () => Promise<unknown>, string, RegExp][] = [
   ["runAt that is not a valid date", () => punctual.enqueue(noop, {}, { runAt: new Date("nonsense") }), "runAt", /valid Date or an ISO 8601/],
   ["runAt string that is not ISO 8601", () => punctual.enqueue(noop, {}, { runAt: "tomorrow at noon" }), "runAt", /valid Date or an ISO 8601/],
   ["runAt and delay together", () => punctual.enqueue(noop, {}, { runAt: new Date(), delay: 5 }), "delay", /not both/],
+  // due times PostgreSQL cannot read back from ISO 8601 (years 1 to 9999), and a delay past them
+  ["runAt after the year 9999", () => punctual.enqueue(noop, {}, { runAt: new Date("+010000-01-01T00:00:00Z") }), "runAt", /years 1 and 9999/],
+  ["runAt in the year 0", () => punctual.enqueue(noop, {}, { runAt: "0000-12-31T23:00:00Z" }), "runAt", /years 1 and 9999/],
+  ["runAt whose zone moves it past 9999", () => punctual.enqueue(noop, {}, { runAt: "9999-12-31T23:00:00-05:00" }), "runAt", /years 1 and 9999/],
+  ["delay past the year 9999", () => punctual.enqueue(noop, {}, { delay: 1e20 }), "delay", /after the year 9999/],
+  ["runAt out of range in a batch", () => punctual.enqueueMany([{ task: noop, payload: {} }, { task: noop, payload: {}, runAt: new Date(-1e14) }]), "jobs.1.runAt", /years 1 and 9999/],
   ["negative delay", () => punctual.enqueue(noop, {}, { delay: -1 }), "delay", /negative/],
   ["unparseable delay", () => punctual.enqueue(noop, {}, { delay: "soon" }), "delay", /"10s"/],
   ["key over the length limit", () => punctual.enqueue(noop, {}, { key: "k".repeat(256) }), "key", /at most 255/],
