@@ -4,7 +4,8 @@
  * alternating the order of systems so machine noise hits all of them. Prints a table
  * with Punctual's ratio to the best peer and writes it to BENCHMARKS.md.
  *
- *   npm run bench                      full run (about 80 minutes, 50 of them the 10-minute steady states)
+ *   npm run bench                      full run (about 90 minutes: 50 of them the 10-minute steady states,
+ *                                      about 20 the process workload's 100,000-job backlogs)
  *   npm run bench -- --quick           a few minutes
  *   npm run bench -- --systems=punctual,graphile-worker --workloads=process,lateness
  *   npm run bench -- --out=FILE        write the report elsewhere (default BENCHMARKS.md)
@@ -34,9 +35,9 @@ const outFile = flag("out") ?? "BENCHMARKS.md";
 
 /** Sizes and time bounds; --quick shrinks all of them. */
 const P = quick
-  ? { jobs: 5_000, runs: 1, processCapMs: 20_000, lateJobs: 300, lateSpreadMs: 3_000, periodicSchedules: 200, periodicMs: 15_000,
+  ? { jobs: 5_000, backlog: 5_000, runs: 1, processCapMs: 20_000, lateJobs: 300, lateSpreadMs: 3_000, periodicSchedules: 200, periodicMs: 15_000,
       scaleFuture: 100_000, scaleFinished: 10_000, scaleJobs: 5_000, pickupJobs: 200, steadyMs: 30_000, steadyRate: 500, sampleMs: 5_000 }
-  : { jobs: 20_000, runs: 2, processCapMs: 60_000, lateJobs: 1_000, lateSpreadMs: 10_000, periodicSchedules: 200, periodicMs: 60_000,
+  : { jobs: 20_000, backlog: 100_000, runs: 2, processCapMs: 60_000, lateJobs: 1_000, lateSpreadMs: 10_000, periodicSchedules: 200, periodicMs: 60_000,
       scaleFuture: 1_000_000, scaleFinished: 100_000, scaleJobs: 20_000, pickupJobs: 1_000, steadyMs: 600_000, steadyRate: 500, sampleMs: 30_000 };
 
 for (const w of chosenWorkloads) if (!WORKLOADS.includes(w)) throw new Error(`unknown workload "${w}"; known: ${WORKLOADS.join(", ")}`);
@@ -120,13 +121,16 @@ const transactions = async (e: Entry) => {
   return Number(r[0].n);
 };
 
-async function vacuum(e: Entry) {
+async function vacuum(e: Entry, tables?: readonly string[]) {
   if (e.system.store !== "postgres") return;
   const c = new pg.Client({ connectionString: e.ctx.dbUrl });
   await c.connect();
-  await c.query("vacuum analyze");
+  await c.query(`vacuum analyze${tables?.length ? ` ${tables.join(", ")}` : ""}`);
   await c.end();
 }
+
+/** `VACUUM ANALYZE` of the system's job tables (of the whole database when it names none). */
+const vacuumJobTables = (e: Entry) => vacuum(e, e.system.jobTables);
 
 const due = (n: number, t?: number): BenchPayload => (t === undefined ? { n } : { n, t });
 
@@ -153,31 +157,79 @@ async function enqueue(e: Entry) {
 }
 
 // ---------------------------------------------------------------------------------
-// 2. Process pre-inserted jobs: jobs/s between the first and the last handler start,
-//    PostgreSQL transactions and CPU per job over the whole run.
+// 2. Process pre-inserted jobs: P.backlog batch-enqueued (1,000 per call), then
+//    `VACUUM ANALYZE` of the system's job tables, unless `fresh` (a backlog processed
+//    straight after its enqueue, before autovacuum comes by). reset() truncates, so each
+//    case starts from an empty table. Jobs/s between the first and the last handler
+//    start; PostgreSQL transactions, PostgreSQL CPU and the worker processes' CPU per
+//    job from the workers' start to the last start (or the time cap).
 
-async function processJobs(e: Entry, processes: number, mode: "defaults" | "best", label: string) {
+interface ProcessResult {
+  rate: number;
+  n: number;
+  finished: boolean;
+  txPerJob: number | null;
+  pgCpuSeconds: number | null;
+  nodeCpuSeconds: number;
+}
+
+async function measureProcess(e: Entry, processes: number, mode: "defaults" | "best", fresh: boolean): Promise<ProcessResult> {
   await e.handle.reset();
-  for (let i = 0; i < P.jobs; i += 1000) {
-    await e.handle.enqueueBatch(Array.from({ length: 1000 }, (_, k) => ({ payload: due(i + k) })));
+  for (let i = 0; i < P.backlog; i += 1000) {
+    await e.handle.enqueueBatch(Array.from({ length: Math.min(1000, P.backlog - i) }, (_, k) => ({ payload: due(i + k) })));
   }
-  await vacuum(e);
-  await sleep(1_100); // let the statistics of the inserts settle
+  if (!fresh) await vacuumJobTables(e);
+  // The wait lets the enqueue's transactions reach pg_stat_database before tx0 (both
+  // cases wait alike); the worker processes boot meanwhile.
+  const [fleet] = await Promise.all([Fleet.load(e.system.id, e.ctx, processes, 10, mode), sleep(1_100)]);
   const tx0 = await transactions(e);
   const cpu = e.system.store === "postgres" ? postgresCpu(e.dbName) : () => null;
-  const fleet = await Fleet.start(e.system.id, e.ctx, processes, 10, mode);
-  const finished = await fleet.until(() => fleet.starts.length >= P.jobs, P.processCapMs);
-  const cpuSeconds = cpu();
+  await fleet.go();
+  const finished = await fleet.until(() => fleet.starts.length >= P.backlog, P.processCapMs);
+  const pgCpuSeconds = cpu();
+  const nodeCpuSeconds = await fleet.cpuSeconds();
   await fleet.stop();
   await sleep(1_100);
   const tx1 = await transactions(e);
   const times = fleet.starts.map((s) => s[3]).sort((a, b) => a - b);
   const n = times.length;
   const rate = n > 1 ? (n - 1) / ((times[n - 1]! - times[0]!) / 1000) : 0;
-  const note = finished ? undefined : `${n} of ${P.jobs} in ${P.processCapMs / 1000} s`;
-  record("Process", `${label}: jobs/s`, "jobs/s", "higher", e.system, rate, note);
-  if (tx0 !== null && tx1 !== null && n > 0) record("Process", `${label}: transactions per job`, "tx", "lower", e.system, (tx1 - tx0) / n);
-  if (cpuSeconds !== null && n > 0) record("Process", `${label}: PostgreSQL CPU per 1,000 jobs`, "ms", "lower", e.system, (cpuSeconds * 1e6) / n);
+  return { rate, n, finished, txPerJob: tx0 !== null && tx1 !== null && n > 0 ? (tx1 - tx0) / n : null, pgCpuSeconds, nodeCpuSeconds };
+}
+
+function recordProcess(e: Entry, label: string, r: ProcessResult | string) {
+  // Every line is recorded for every system, values or not, so that the lines keep this
+  // order whichever system comes first (rows are created as first recorded).
+  const measured = typeof r === "string" ? null : r;
+  const perThousand = (seconds: number | null | undefined) => (measured?.n && seconds != null ? (seconds * 1e6) / measured.n : null);
+  const note = typeof r === "string" ? r : r.finished ? undefined : `${r.n.toLocaleString("en-US")} of ${P.backlog.toLocaleString("en-US")} in ${P.processCapMs / 1000} s`;
+  record("Process", `${label}: jobs/s`, "jobs/s", "higher", e.system, measured?.rate ?? null, note);
+  record("Process", `${label}: transactions per job`, "tx", "lower", e.system, measured?.txPerJob ?? null);
+  record("Process", `${label}: PostgreSQL CPU per 1,000 jobs`, "ms", "lower", e.system, perThousand(measured?.pgCpuSeconds));
+  record("Process", `${label}: Node CPU per 1,000 jobs`, "ms", "lower", e.system, perThousand(measured?.nodeCpuSeconds));
+}
+
+async function processJobs(e: Entry, processes: number, mode: "defaults" | "best", label: string) {
+  recordProcess(e, label, await measureProcess(e, processes, mode, false));
+}
+
+/**
+ * The same backlog processed straight after its enqueue ("fresh") and after a
+ * `VACUUM ANALYZE` of the job tables, back to back, in alternating order from run to
+ * run. Redis systems have no VACUUM: only the second case is measured for them.
+ */
+async function processFreshAndVacuumed(e: Entry, run: number, processes: number, mode: "defaults" | "best", label: string) {
+  const vacuumedLabel = `${label}, after VACUUM ANALYZE`;
+  const freshLabel = `${label}, fresh backlog`;
+  if (e.system.store !== "postgres") {
+    recordProcess(e, vacuumedLabel, await measureProcess(e, processes, mode, false));
+    recordProcess(e, freshLabel, "n/a: no VACUUM");
+    return;
+  }
+  const results = new Map<boolean, ProcessResult>();
+  for (const fresh of run % 2 === 0 ? [true, false] : [false, true]) results.set(fresh, await measureProcess(e, processes, mode, fresh));
+  recordProcess(e, vacuumedLabel, results.get(false)!);
+  recordProcess(e, freshLabel, results.get(true)!);
 }
 
 // ---------------------------------------------------------------------------------
@@ -341,10 +393,11 @@ async function steady(e: Entry) {
 // Run everything, alternating systems.
 
 const began = Date.now();
-const tasks: [Workload, string, (e: Entry) => Promise<void>][] = [
+const tasks: [Workload, string, (e: Entry, run: number) => Promise<void>][] = [
   ["enqueue", "enqueue", enqueue],
   ["process", "process, 1 process x 10, defaults", (e) => processJobs(e, 1, "defaults", "1 process x 10, defaults")],
-  ["process", "process, 1 process x 10, best options", (e) => processJobs(e, 1, "best", "1 process x 10, best options")],
+  ["process", "process, 1 process x 10, best options, fresh backlog and after VACUUM ANALYZE",
+    (e, run) => processFreshAndVacuumed(e, run, 1, "best", "1 process x 10, best options")],
   ["process", "process, 2 processes x 10, best options", (e) => processJobs(e, 2, "best", "2 processes x 10, best options")],
   ["lateness", "lateness", lateness],
   ["periodic", "periodic", periodic],
@@ -360,7 +413,7 @@ for (const [workload, name, run] of tasks) {
     for (const e of rotated(entries, turn++)) {
       log(`${name} (run ${r + 1}/${runs}): ${e.system.label}`);
       try {
-        await run(e);
+        await run(e, r);
       } catch (error) {
         log(`  failed: ${(error as Error).stack}`);
         record(sectionOf(workload), `${name}: error`, "", "none", e.system, null, `error: ${(error as Error).message.slice(0, 80)}`);
@@ -449,6 +502,11 @@ Rerun it to get your own; compare ratios within one run, not numbers across mach
 - "Punctual vs ...": how many times better Punctual is on that line (above 1: Punctual wins; "=": a tie), against the
   best of the PostgreSQL peers, and against BullMQ on Redis (another kind of store). Steady-state lines are read, not ranked.
 - What "defaults" and "best options" mean for each system is written at the top of its file in \`bench/systems/\`.
+- Process: ${P.backlog.toLocaleString("en-US")} jobs batch-enqueued, then \`VACUUM ANALYZE\` of the system's job table, then the
+  workers start together (capped at ${P.processCapMs / 1000} s); "fresh backlog" skips the VACUUM ANALYZE, as when a backlog is processed
+  straight after its enqueue. CPU counts from the workers' start to the last job start: PostgreSQL's from \`/proc\` (the
+  system's backends and the server's own processes), Node's as the worker processes measure it (\`process.cpuUsage()\`,
+  including the bench's own report of each start). Punctual's best options are its defaults.
 
 ${lines.join("\n")}
 `;

@@ -26,6 +26,7 @@ const system: SystemModule = {
   id: "bullmq-postgres",
   label: "BullMQ 6.7.0 (PostgreSQL)",
   store: "postgres",
+  jobTables: [`${DEFAULT_SCHEMA}.job`],
 
   async open(ctx) {
     // Our own small pool, for migrations, reset, seeding and statistics.

@@ -23,6 +23,7 @@ const graphileWorker: SystemModule = {
   id: "graphile-worker",
   label: "graphile-worker 0.18.0",
   store: "postgres",
+  jobTables: [`${SCHEMA}._private_jobs`],
   periodicNote: "cron is minute-grained",
 
   async open(ctx) {

@@ -31,6 +31,9 @@ const pgBoss: SystemModule = {
   id: "pg-boss",
   label: "pg-boss 12.35.0",
   store: "postgres",
+  // Partitioned by queue name: VACUUM and ANALYZE of the parent cover its partitions
+  // (this queue lives in the default one, job_common).
+  jobTables: [`${SCHEMA}.job`],
   periodicNote: "cron is minute-grained",
 
   async open(ctx) {

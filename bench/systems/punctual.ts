@@ -1,7 +1,7 @@
 /**
- * Punctual itself. Both modes are the same: its defaults are its fast path (claims up
- * to the free slots, outcomes in batches, LISTEN/NOTIFY plus a timer for the next
- * run_at), so there is nothing to tune.
+ * Punctual itself. Both modes are the same: its defaults are its fast path (claims
+ * ahead into a bounded buffer, outcomes in batches, LISTEN/NOTIFY plus a timer for the
+ * next run_at), so there is nothing to tune.
  */
 import pg from "pg";
 import { pino } from "pino";
@@ -20,6 +20,7 @@ const punctual: SystemModule = {
   id: "punctual",
   label: `Punctual ${process.env.npm_package_version ?? "0.1.0"}`,
   store: "postgres",
+  jobTables: ["punctual.jobs"],
 
   async open(ctx) {
     await migrate(ctx.dbUrl);

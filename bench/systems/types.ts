@@ -73,6 +73,12 @@ export interface SystemModule {
   label: string;
   /** "postgres" systems share the PostgreSQL server; CPU and transactions are measured there. */
   store: "postgres" | "redis";
+  /**
+   * The tables that hold the system's jobs (schema-qualified), for "postgres" systems:
+   * the process workload runs `VACUUM ANALYZE` on them between the enqueue and the
+   * workers' start, except in its fresh-backlog case.
+   */
+  jobTables?: readonly string[];
   /** When `schedulePerSecond` is missing: why (shown in the table). */
   periodicNote?: string;
   /** Connects, installs the system's schema (idempotent), returns a handle. */
