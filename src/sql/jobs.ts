@@ -508,25 +508,30 @@ export async function jobPruneFinished(db: Queryable, retentionMs: number, limit
 }
 
 /**
- * When the next job this worker could claim becomes due, and the database's clock now:
- * an idle worker sets a timer for it, so a job due at 12:00:00.000 starts on the
- * millisecond rather than at the next poll. Probes one priority at a time, like the
- * claim, so it costs the same with a million future rows.
+ * When the next jobs this worker could claim become due (up to `count`, earliest
+ * first), and the database's clock now: an idle worker sets timers for them, so a job
+ * due at 12:00:00.000 starts on the millisecond rather than at the next poll, and jobs
+ * due close together need no look-ahead between them. Probes one priority at a time,
+ * like the claim, so it costs the same with a million future rows.
  */
-export async function jobNextRunAt(db: Queryable, queues: readonly string[], tasks: readonly string[]) {
-  const rows = await db.query<{ next_run_at: Date | null; now: Date }>(
-    `select (
-       select min(first.run_at)
+export async function jobNextRunAt(db: Queryable, queues: readonly string[], tasks: readonly string[], count = 16) {
+  if (!Number.isInteger(count) || count < 1) throw new RangeError(`look-ahead count must be a positive integer, not ${count}`);
+  const rows = await db.query<{ run_ats: Date[] | null; now: Date }>(
+    `select array(
+       select first.run_at
        from generate_series(${PRIORITY_MIN}, ${PRIORITY_MAX}) as p(priority)
        cross join lateral (
          select run_at from punctual.jobs
          where state = 'pending' and priority = p.priority and queue = any($1::text[]) and task = any($2::text[])
          order by run_at
-         limit 1
+         limit ${count}
        ) as first
-     ) as next_run_at, clock_timestamp() as now`,
+       order by first.run_at
+       limit ${count}
+     ) as run_ats, clock_timestamp() as now`,
     [queues, tasks],
-    "next_run_at",
+    `next_run_at_${count}`,
   );
-  return { nextRunAt: rows[0]!.next_run_at, dbNow: rows[0]!.now };
+  const upcoming = rows[0]!.run_ats ?? [];
+  return { nextRunAt: upcoming[0] ?? null, upcoming, dbNow: rows[0]!.now };
 }

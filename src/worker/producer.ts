@@ -105,6 +105,8 @@ export class Producer {
   private waitingForRoom = false;
   /** A claim statement is in flight. */
   private claiming = false;
+  /** A wake-up that came while the loop was busy. */
+  private pendingWake: WakeReason | null = null;
   private holdTimer: NodeJS.Timeout | undefined;
   private handingBack: Promise<void> | null = null;
   /** Handler starts per millisecond, smoothed: what the buffer aims at. */
@@ -179,9 +181,17 @@ export class Producer {
     return true;
   }
 
-  /** NOTIFY, a timer or a reconnect: claim now, unless there is no room anyway. */
+  /**
+   * NOTIFY, a timer or a reconnect: claim now, unless there is no room anyway. While
+   * the loop is busy (a claim or look-ahead in flight), the wake-up is kept: the loop
+   * claims again as soon as it is done, instead of waiting.
+   */
   onWake(reason: WakeReason): void {
-    if (!this.waitingForRoom || this.claimSize() > 0) this.wake?.(reason);
+    if (!this.wake) {
+      this.pendingWake ??= reason;
+      return;
+    }
+    if (!this.waitingForRoom || this.claimSize() > 0) this.wake(reason);
   }
 
   private async claimLoop(): Promise<void> {
@@ -210,7 +220,8 @@ export class Producer {
       }
       // Fewer due jobs than asked for: nothing more is claimable now. Ask when the next
       // one is due, so a timer wakes us on the millisecond.
-      if (!failed) await this.lookAhead(claimed === 0);
+      // (Not when a wake-up came meanwhile: claim again first.)
+      if (!failed && !this.pendingWake) await this.lookAhead(claimed === 0);
       reason = await this.wait(this.options.pollIntervalMs, false);
     }
   }
@@ -403,13 +414,15 @@ export class Producer {
 
   private async lookAhead(claimedNone: boolean) {
     try {
-      const { nextRunAt, dbNow } = await jobNextRunAt(this.db, this.options.queues, this.options.tasks);
+      const { nextRunAt, upcoming, dbNow } = await jobNextRunAt(this.db, this.options.queues, this.options.tasks);
       if (!nextRunAt) return;
       // Due already, yet not claimed: another worker is taking it right now. Look again
       // shortly rather than spinning.
       const due = nextRunAt <= dbNow;
       if (due && !claimedNone) this.wakeups.dueAt(dbNow, dbNow);
-      else this.wakeups.dueAt(due ? new Date(dbNow.getTime() + BUSY_RETRY_MS) : nextRunAt, dbNow);
+      else if (due) this.wakeups.dueAt(new Date(dbNow.getTime() + BUSY_RETRY_MS), dbNow);
+      // A timer for each of the next due times: no look-ahead between jobs due close together.
+      this.wakeups.dueAt(upcoming.filter((at) => at > dbNow), dbNow);
     } catch (error) {
       this.hooks.error(error);
     }
@@ -424,6 +437,11 @@ export class Producer {
     return new Promise((resolve) => {
       // `stop` may have come while the loop was busy, when there was no wait to end.
       if (this.stopping) return resolve("poll");
+      const pending = this.pendingWake;
+      this.pendingWake = null;
+      // A wake-up came while the loop was busy: claim now (for room: only if there is room;
+      // once there is, the loop claims anyway).
+      if (pending && (!forRoom || this.claimSize() > 0)) return resolve(pending);
       const timer = setTimeout(() => done("poll"), ms);
       const done = (reason: WakeReason) => {
         clearTimeout(timer);

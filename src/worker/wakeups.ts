@@ -4,6 +4,9 @@ import type { Logger } from "../logger.js";
 /** Why the claim loop ran a claim. */
 export type WakeReason = "start" | "poll" | "notify" | "timer" | "slot" | "reconnect";
 
+/** How many future due times a worker keeps timers for. */
+export const UPCOMING_MAX = 32;
+
 /** The channel `punctual.notify_pending` (drizzle/0003) notifies on. */
 export const NOTIFY_CHANNEL = "punctual_jobs";
 
@@ -23,6 +26,13 @@ export class Wakeups {
   private client: pg.Client | null = null;
   private timer: NodeJS.Timeout | undefined;
   private timerAt = Number.POSITIVE_INFINITY;
+  /**
+   * Due times known beyond the armed one (local clock, ascending, at most
+   * UPCOMING_MAX): when the timer fires it is armed again for the next, so jobs due
+   * close together do not each wait for a look-ahead round trip. Hints only: a job
+   * claimed elsewhere meanwhile costs one claim that finds nothing.
+   */
+  private upcoming: number[] = [];
   private clockOffsetMs = 0;
   private stopped = false;
   private reconnectDelayMs = 100;
@@ -48,6 +58,7 @@ export class Wakeups {
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
+    this.upcoming = [];
     clearTimeout(this.reconnectTimer);
     const client = this.client;
     this.client = null;
@@ -58,19 +69,37 @@ export class Wakeups {
    * Notes when the next job becomes due, as the database sees it (`dbNow` is the
    * database's clock when it answered). Keeps the earliest timer.
    */
-  dueAt(runAt: Date, dbNow?: Date): void {
+  dueAt(runAt: Date | readonly Date[], dbNow?: Date): void {
     if (dbNow) this.clockOffsetMs = dbNow.getTime() - Date.now();
-    this.arm(runAt.getTime() - this.clockOffsetMs);
+    for (const at of Array.isArray(runAt) ? runAt : [runAt as Date]) this.arm(at.getTime() - this.clockOffsetMs);
   }
 
   private arm(localMs: number) {
-    if (this.stopped || localMs >= this.timerAt) return;
+    if (this.stopped || localMs === this.timerAt) return;
+    if (localMs > this.timerAt) {
+      this.remember(localMs);
+      return;
+    }
+    if (this.timerAt !== Number.POSITIVE_INFINITY) this.remember(this.timerAt);
     clearTimeout(this.timer);
     this.timerAt = localMs;
     this.timer = setTimeout(() => {
       this.timerAt = Number.POSITIVE_INFINITY;
+      // Re-arm for the next known due time (past ones are covered by this wake-up).
+      const now = Date.now();
+      while (this.upcoming.length > 0 && this.upcoming[0]! <= now) this.upcoming.shift();
+      const next = this.upcoming.shift();
+      if (next !== undefined) this.arm(next);
       this.onWake("timer");
     }, Math.max(0, localMs - Date.now()));
+  }
+
+  private remember(localMs: number) {
+    let i = this.upcoming.length;
+    while (i > 0 && this.upcoming[i - 1]! > localMs) i--;
+    if (this.upcoming[i - 1] === localMs) return;
+    this.upcoming.splice(i, 0, localMs);
+    if (this.upcoming.length > UPCOMING_MAX) this.upcoming.pop();
   }
 
   private async connect(isReconnect: boolean) {

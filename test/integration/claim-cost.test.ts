@@ -65,7 +65,9 @@ it("claiming and looking ahead cost the same with 100,000 or 400,000 future rows
   console.log(`buffers touched: claim ${before.claim} -> ${after.claim}, look-ahead ${before.lookAhead} -> ${after.lookAhead}, naive claim ${after.naive}`);
 
   expect(after.claim).toBeLessThanOrEqual(before.claim * 1.2 + 10);
-  expect(after.lookAhead).toBeLessThanOrEqual(before.lookAhead * 1.2 + 10);
+  // The look-ahead reads the next 16 due times per priority: with more rows those may
+  // sit on more distinct heap pages (one each, at most), not more rows.
+  expect(after.lookAhead).toBeLessThanOrEqual(before.lookAhead * 1.2 + 10 + 16);
   // The measure can tell: the plain ordered scan walks the future rows of the first priority.
   expect(after.naive).toBeGreaterThan(after.claim * 4);
 });
