@@ -45,14 +45,26 @@ export function nextRunAt(rule: Rule, after: Date, anchor?: Date | null): Date {
     const steps = Math.floor((after.getTime() - start) / rule.everyMs) + 1;
     return new Date(start + steps * rule.everyMs);
   }
+  // Many jobs of one rule finish at the same slot (200 every-second schedules, a
+  // million users' 08:00): the answer for a (rule, instant) is computed once.
+  const memoKey = `${rule.cron}\u0000${rule.tz}\u0000${after.getTime()}`;
+  const known = nextCronSlot.get(memoKey);
+  if (known !== undefined) return new Date(known);
   const iterator = cronAt(rule.cron, toWall(after, rule.tz));
   for (;;) {
     const instant = wallToInstant(iterator.next().toDate().getTime(), rule.tz);
     // A slot in a repeated hour, or several slots in a skipped one, can map to an
     // instant at or before `after`: those have already had their run.
-    if (instant > after.getTime()) return new Date(instant);
+    if (instant > after.getTime()) {
+      if (nextCronSlot.size >= 10_000) nextCronSlot.clear();
+      nextCronSlot.set(memoKey, instant);
+      return new Date(instant);
+    }
   }
 }
+
+/** Answers of `nextRunAt` for cron rules, by rule and instant (a bounded cache; the math is pure). */
+const nextCronSlot = new Map<string, number>();
 
 /**
  * When the occurrence after the one for `slot` runs, given that it finished at `now`:

@@ -109,10 +109,15 @@ export class Producer {
   private pendingWake: WakeReason | null = null;
   private holdTimer: NodeJS.Timeout | undefined;
   private handingBack: Promise<void> | null = null;
-  /** Handler starts per millisecond, smoothed: what the buffer aims at. */
+  /**
+   * Handler starts per millisecond of busy time, smoothed: what the slots can start,
+   * and what the buffer aims at. Idle time does not count, so a worker that runs a
+   * burst every second (every-second schedules) claims the next burst whole.
+   */
   private startRate = 0;
   private startsSince = 0;
-  private rateSince = performance.now();
+  /** Start of the current measure (`performance.now()`); null while idle (nothing held). */
+  private rateSince: number | null = null;
 
   constructor(
     private readonly db: Queryable,
@@ -245,16 +250,25 @@ export class Producer {
 
   /** The buffer's aim: the jobs the slots will start within half the hold bound. */
   private bufferAim(): number {
-    const now = performance.now();
-    const elapsed = now - this.rateSince;
-    // A fresh measure every 50 ms, and a first one as soon as a round of slots has started.
-    if (elapsed >= 50 || (this.startRate === 0 && this.startsSince >= this.options.concurrency && elapsed >= 1)) {
-      const instant = this.startsSince / elapsed;
-      this.startRate = this.startRate === 0 ? instant : (this.startRate + instant) / 2;
-      this.startsSince = 0;
-      this.rateSince = now;
+    // A fresh measure every 50 ms of busy time, and a first one as soon as a round of
+    // slots has started.
+    if (this.rateSince !== null) {
+      const elapsed = performance.now() - this.rateSince;
+      if (elapsed >= 50 || (this.startRate === 0 && this.startsSince >= this.options.concurrency && elapsed >= 1)) {
+        this.measure(elapsed);
+      }
     }
     return Math.min(this.options.prefetch, Math.floor((this.startRate * this.options.holdMs) / 2));
+  }
+
+  /** Folds the starts of the last `elapsed` busy milliseconds into the rate, and starts a new measure. */
+  private measure(elapsed: number) {
+    if (elapsed >= 1) {
+      const instant = this.startsSince / elapsed;
+      this.startRate = this.startRate === 0 ? instant : (this.startRate + instant) / 2;
+    }
+    this.startsSince = 0;
+    this.rateSince = performance.now();
   }
 
   private async claim(limit: number, reason: WakeReason): Promise<number> {
@@ -329,6 +343,7 @@ export class Producer {
   private launch(row: ClaimedRow, entry: Running) {
     const id = entry.job.id;
     entry.startedAt = performance.now();
+    this.rateSince ??= entry.startedAt;
     this.startsSince++;
     this.running.set(id, entry);
     // The slot frees when the handler returns; the outcome is written in a batch after.
@@ -340,6 +355,11 @@ export class Producer {
       if (this.running.get(id) !== entry) return;
       this.running.delete(id);
       this.fill();
+      if (this.running.size === 0 && this.rateSince !== null) {
+        // Idle now: close the measure, so the time until the next job does not count.
+        this.measure(performance.now() - this.rateSince);
+        this.rateSince = null;
+      }
       // Once the runner has queued the outcome (in this same tick), the next claim can
       // carry it: look for room then.
       queueMicrotask(() => this.wakeIfRoom());
