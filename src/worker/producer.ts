@@ -116,8 +116,12 @@ export class Producer {
    */
   private startRate = 0;
   private startsSince = 0;
-  /** Start of the current measure (`performance.now()`); null while idle (nothing held). */
-  private rateSince: number | null = null;
+  /** Busy time in the current measure, before `busySince`. */
+  private busyMs = 0;
+  /** Since when the worker is busy (a handler runs); null while idle. */
+  private busySince: number | null = null;
+  /** When a handler last started (`performance.now()`). */
+  private lastStartAt = 0;
 
   constructor(
     private readonly db: Queryable,
@@ -248,27 +252,35 @@ export class Producer {
     return claimLimit(Math.min(room, free + Math.max(0, aim - this.buffer.length)));
   }
 
-  /** The buffer's aim: the jobs the slots will start within half the hold bound. */
+  /**
+   * The buffer's aim: the jobs the slots will start within half the hold bound. None
+   * while every slot is taken and none has freed for that long (handlers that block or
+   * run long): a buffer would only wait there, and go back.
+   */
   private bufferAim(): number {
+    const now = performance.now();
+    if (this.running.size >= this.options.concurrency && now - this.lastStartAt > this.options.holdMs / 2) return 0;
     // A fresh measure every 50 ms of busy time, and a first one as soon as a round of
     // slots has started.
-    if (this.rateSince !== null) {
-      const elapsed = performance.now() - this.rateSince;
-      if (elapsed >= 50 || (this.startRate === 0 && this.startsSince >= this.options.concurrency && elapsed >= 1)) {
-        this.measure(elapsed);
-      }
+    const busy = this.busyMs + (this.busySince === null ? 0 : now - this.busySince);
+    if (busy >= 50 || (this.startRate === 0 && this.startsSince >= this.options.concurrency && busy >= 1)) {
+      this.measure(busy, now);
     }
     return Math.min(this.options.prefetch, Math.floor((this.startRate * this.options.holdMs) / 2));
   }
 
   /** Folds the starts of the last `elapsed` busy milliseconds into the rate, and starts a new measure. */
-  private measure(elapsed: number) {
+  private measure(elapsed: number, now: number) {
     if (elapsed >= 1) {
+      // Smoothed over about 100 ms of busy time: a long measure (slots blocked for
+      // seconds) all but replaces what came before.
       const instant = this.startsSince / elapsed;
-      this.startRate = this.startRate === 0 ? instant : (this.startRate + instant) / 2;
+      const weight = this.startRate === 0 ? 1 : 1 - Math.exp(-elapsed / 100);
+      this.startRate += (instant - this.startRate) * weight;
     }
     this.startsSince = 0;
-    this.rateSince = performance.now();
+    this.busyMs = 0;
+    if (this.busySince !== null) this.busySince = now;
   }
 
   private async claim(limit: number, reason: WakeReason): Promise<number> {
@@ -343,7 +355,8 @@ export class Producer {
   private launch(row: ClaimedRow, entry: Running) {
     const id = entry.job.id;
     entry.startedAt = performance.now();
-    this.rateSince ??= entry.startedAt;
+    this.lastStartAt = entry.startedAt;
+    this.busySince ??= entry.startedAt;
     this.startsSince++;
     this.running.set(id, entry);
     // The slot frees when the handler returns; the outcome is written in a batch after.
@@ -355,10 +368,10 @@ export class Producer {
       if (this.running.get(id) !== entry) return;
       this.running.delete(id);
       this.fill();
-      if (this.running.size === 0 && this.rateSince !== null) {
-        // Idle now: close the measure, so the time until the next job does not count.
-        this.measure(performance.now() - this.rateSince);
-        this.rateSince = null;
+      if (this.running.size === 0 && this.busySince !== null) {
+        // Idle now: the time until the next job does not count.
+        this.busyMs += performance.now() - this.busySince;
+        this.busySince = null;
       }
       // Once the runner has queued the outcome (in this same tick), the next claim can
       // carry it: look for room then.
