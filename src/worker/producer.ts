@@ -44,7 +44,7 @@ interface Buffered {
 const BUSY_RETRY_MS = 25;
 
 /** A job started from the buffer has its `started_at` written within about this long. */
-export const START_MARK_MS = 250;
+const START_MARK_MS = 250;
 
 /**
  * The few claim limits the worker uses: each limit is a prepared statement of its own
@@ -58,7 +58,7 @@ const CLAIM_LIMITS = (() => {
 })();
 
 /** The largest claim limit not above `want` (0 for 0). */
-export function claimLimit(want: number): number {
+function claimLimit(want: number): number {
   let chosen = 0;
   for (const size of CLAIM_LIMITS) {
     if (size > want) break;
@@ -134,11 +134,6 @@ export class Producer {
   ) {
     // While the loop is busy, successes wait briefly to ride along with its next claim.
     outcomes.claimComingSoon = () => !this.stopping && (this.claiming || (this.waitingForRoom && this.running.size > 0));
-  }
-
-  /** How many claimed jobs wait in the buffer. */
-  get buffered(): number {
-    return this.buffer.length;
   }
 
   start(): void {
