@@ -177,11 +177,12 @@ export class Producer {
     return true;
   }
 
-  /** A cancel of a buffered job: it goes back at the next hand-back tick, as `cancelled`. */
+  /** A cancel of a buffered job: it is handed back now, and the row ends `cancelled`. */
   cancelBuffered(jobId: number): boolean {
     const item = this.buffer.find((b) => b.entry.job.id === jobId);
     if (!item) return false;
     if (!item.entry.controller.signal.aborted) item.entry.controller.abort(new Error("cancelled"));
+    void this.handBack(false);
     return true;
   }
 

@@ -130,6 +130,24 @@ describe("a full buffer", () => {
     await waitForRows("select count(*) as n from punctual.jobs where state = 'succeeded' and attempts = 1", [], (n) => n === 231);
   });
 
+  it("a cancel of a buffered job ends it cancelled without starting it", async () => {
+    const { open, opened } = gate();
+    const starts: number[] = [];
+    const task = workTask(opened, starts);
+    const { behindIds } = await enqueueWarmBlockBehind(task, 200, 30);
+    h.startWorker({ tasks: [task], concurrency: 1, prefetch: 20, workerId: "canceller", leaseMs: 600_000, bufferHoldMs: 300_000 });
+    const [buffered] = await waitForRows(BUFFERED, ["canceller", behindIds], (n) => n > 0);
+    const target = Number(buffered.ids[0]);
+    await h.db.pool.query("update punctual.jobs set key = 'cancel-me' where id = $1", [target]);
+    await h.punctual.cancel("cancel-me");
+    await waitForRows("select count(*) as n from punctual.jobs where id = $1 and state = 'cancelled'", [target], (n) => n === 1);
+    open();
+    await waitForRows("select count(*) as n from punctual.jobs where state = 'succeeded'", [], (n) => n === 230);
+    const { rows } = await h.db.pool.query("select started_at, locked_by from punctual.jobs where id = $1", [target]);
+    expect(rows[0]).toEqual({ started_at: null, locked_by: null });
+    expect(starts).not.toContain(target);
+  });
+
   it("stop hands the buffer back at once, attempts unchanged, while it still waits for the running handler", async () => {
     const { open, opened } = gate();
     const task = workTask(opened);
