@@ -1,7 +1,8 @@
 import pg from "pg";
 import { z } from "zod";
+import { CLIENT_QUERY_TIMEOUT_MS, withConnectionDefaults } from "./connection.js";
 import { ValidationError } from "./errors.js";
-import { toQueryable, withTransaction, type Executor, type Queryable } from "./executor.js";
+import { PreparedStatements, toQueryable, UNPREPARED_WARNING, withTransaction, type Executor, type Queryable } from "./executor.js";
 import { nextRunAt } from "./schedule/next.js";
 import { parseRule, ruleToColumns, toRule, type Rule, type ScheduleRule } from "./schedule/rule.js";
 import { jobRemoveUndeclared, jobScheduleMany, scheduleLockReconcile, type ScheduleInsert, type ScheduleRow } from "./sql/schedules.js";
@@ -120,8 +121,11 @@ export interface ClientOptions {
   /**
    * Prepare `enqueue`'s statement once per connection (a named statement), so
    * PostgreSQL stops parsing and planning it on every call. Default true; `false`
-   * behind PgBouncer < 1.21 in transaction mode, as for the worker's `prepare`. A
-   * drizzle executor runs it unnamed either way.
+   * behind PgBouncer in transaction mode without prepared-statement support (before
+   * 1.21, or `max_prepared_statements = 0`), as for the worker's `prepare`. Left on
+   * there, the first failed statement (SQLSTATE 26000 or 42P05) turns them off for
+   * good, with one process warning (`PUNCTUAL_UNPREPARED`), and is sent again
+   * unprepared. A drizzle executor runs it unnamed either way.
    */
   prepare?: boolean;
 }
@@ -172,7 +176,11 @@ export class Client {
   private readonly registry: TaskRegistry;
   private readonly executor: Executor | undefined;
   private readonly ownPool: pg.Pool | undefined;
-  private readonly prepare: boolean;
+  /**
+   * Named statements on or off, for every executor this client is given: one that
+   * shows they do not survive (a pooler in transaction mode) turns them off for all.
+   */
+  private readonly prepared: PreparedStatements;
   /** The default executor's `Queryable`, made once. */
   private defaultDb: Queryable | undefined;
 
@@ -181,9 +189,17 @@ export class Client {
     if (options.prepare !== undefined && typeof options.prepare !== "boolean") {
       throw new ValidationError("prepare", "must be true or false");
     }
-    this.prepare = options.prepare ?? true;
+    // The client has no logger: the fallback is said once, as a process warning.
+    this.prepared = new PreparedStatements(options.prepare ?? true, (error) =>
+      process.emitWarning(UNPREPARED_WARNING, { type: "PunctualWarning", code: "PUNCTUAL_UNPREPARED", detail: error.message }),
+    );
     if (options.connectionString) {
-      this.ownPool = new pg.Pool({ connectionString: options.connectionString });
+      // Keepalive, a connect timeout and a query timeout: a lost connection fails
+      // the call in bounded time instead of hanging it for minutes.
+      this.ownPool = new pg.Pool({
+        ...withConnectionDefaults({ connectionString: options.connectionString }),
+        query_timeout: CLIENT_QUERY_TIMEOUT_MS,
+      });
       this.executor = this.ownPool;
     } else {
       this.executor = options.executor;
@@ -454,7 +470,7 @@ export class Client {
     if (executor === undefined && this.defaultDb) return this.defaultDb;
     const chosen = executor ?? this.executor;
     if (!chosen) throw new ValidationError("executor", "no executor: pass one to createClient or to this call");
-    const db = toQueryable(chosen, { prepared: this.prepare });
+    const db = toQueryable(chosen, { prepared: this.prepared });
     if (executor === undefined) this.defaultDb = db;
     return db;
   }

@@ -44,16 +44,91 @@ export function isPgPool(executor: unknown): executor is pg.Pool {
   );
 }
 
-/** Adapts any supported executor to `Queryable`; `prepared` turns on named statements. */
-export function toQueryable(executor: Executor, { prepared = false } = {}): Queryable {
+/**
+ * The SQLSTATEs of a named statement that the server connection does not have (26000,
+ * "prepared statement ... does not exist") or already has (42P05, "... already
+ * exists"). Straight to PostgreSQL neither happens: pg prepares each name once per
+ * connection and remembers it. Both are the sign of a pooler in transaction mode
+ * that hands each transaction to another server connection and does not carry
+ * prepared statements across (PgBouncer before 1.21, or with
+ * `max_prepared_statements = 0`), or of a `DISCARD ALL` / `DEALLOCATE` behind pg's back.
+ */
+const PREPARED_STATEMENT_LOST = new Set(["26000", "42P05"]);
+
+/** What a worker or client logs when it turns prepared statements off (see `PreparedStatements`). */
+export const UNPREPARED_WARNING =
+  "prepared statements do not work on this connection: the server lost or already had a statement this " +
+  "connection prepared, as happens behind PgBouncer in transaction mode before 1.21 or with " +
+  "max_prepared_statements = 0. Punctual now sends every statement unprepared, for good, and carries on. " +
+  "Set prepare: false (punctual worker --no-prepare) to start that way, or set PgBouncer's " +
+  "max_prepared_statements above 0 (PgBouncer 1.21 or later) to keep them";
+
+/**
+ * Whether named (prepared) statements are sent: on from the start (unless `prepare:
+ * false`), and off for good the first time the server shows it cannot keep them
+ * (SQLSTATE 26000 or 42P05). One switch can serve several `Queryable`s (the worker's
+ * claim pool and lease-renewal pool), so they fall back together and the warning comes
+ * once.
+ */
+export class PreparedStatements {
+  private on: boolean;
+
+  constructor(
+    enabled: boolean,
+    /** Called once, when the switch turns off, with the error that showed it. */
+    private readonly onUnprepared: (error: Error) => void = () => {},
+  ) {
+    this.on = enabled;
+  }
+
+  get enabled(): boolean {
+    return this.on;
+  }
+
+  /** Turns named statements off for good; says so the first time only. */
+  turnOff(error: Error): void {
+    if (!this.on) return;
+    this.on = false;
+    this.onUnprepared(error);
+  }
+}
+
+/** Whether `error` says the server connection does not hold a statement pg thinks it prepared. */
+export function isPreparedStatementLost(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" && PREPARED_STATEMENT_LOST.has(code);
+}
+
+/**
+ * Adapts any supported executor to `Queryable`. `prepared` turns on named statements:
+ * a boolean, or a `PreparedStatements` switch shared with other Queryables.
+ *
+ * When a named statement fails because the server connection lost or already had it
+ * (see `PREPARED_STATEMENT_LOST`), the switch turns off and that statement is sent
+ * again, unprepared. That is safe: the error comes from Parse or Bind, before the
+ * statement ran. From then on no name is ever sent, so pg's own per-connection record
+ * of names it has parsed (which makes it skip Parse, and is exactly what is wrong
+ * behind such a pooler) is never consulted again, on any connection of the pool. One
+ * exception: on a Client or PoolClient inside a transaction the error has aborted the
+ * caller's transaction, and a retry there could only fail; the error is then thrown,
+ * with the switch already off, so the caller's retry of the transaction goes through.
+ */
+export function toQueryable(executor: Executor, { prepared = false }: { prepared?: boolean | PreparedStatements } = {}): Queryable {
+  const statements = typeof prepared === "boolean" ? new PreparedStatements(prepared) : prepared;
   if (executor && typeof (executor as pg.Pool).query === "function") {
     const client = executor as pg.Pool;
     return {
       async query(text, values, name) {
-        const result = await client.query(
-          prepared && name ? { name: `punctual_${name}`, text, values: values as unknown[] } : { text, values: values as unknown[] },
-        );
-        return result.rows;
+        const unnamed = { text, values: values as unknown[] };
+        if (!name || !statements.enabled) return (await client.query(unnamed)).rows;
+        try {
+          return (await client.query({ ...unnamed, name: `punctual_${name}` })).rows;
+        } catch (error) {
+          if (!isPreparedStatementLost(error)) throw error;
+          statements.turnOff(error as Error);
+          if (inFailedTransaction(executor)) throw error;
+          return (await client.query(unnamed)).rows;
+        }
       },
     };
   }
@@ -68,6 +143,16 @@ export function toQueryable(executor: Executor, { prepared = false } = {}): Quer
     };
   }
   throw new ValidationError("executor", "must be a pg Pool, PoolClient or Client, or a drizzle database or transaction");
+}
+
+/**
+ * Whether `executor` is a connection whose transaction the last error aborted (pg
+ * reports the server's transaction status after each statement). A pool, or anything
+ * that checks a connection out per statement, is never in one.
+ */
+function inFailedTransaction(executor: Executor): boolean {
+  const status = (executor as { getTransactionStatus?: () => string | null }).getTransactionStatus;
+  return typeof status === "function" && status.call(executor) === "E";
 }
 
 /**

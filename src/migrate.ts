@@ -2,6 +2,7 @@ import { fileURLToPath } from "node:url";
 import pg from "pg";
 import { drizzle } from "drizzle-orm/node-postgres";
 import { migrate as drizzleMigrate } from "drizzle-orm/node-postgres/migrator";
+import { withConnectionDefaults } from "./connection.js";
 import { isPgPool } from "./executor.js";
 
 /** The SQL migrations drizzle-kit wrote, shipped with the package. */
@@ -25,7 +26,8 @@ export async function migrate(database: string | pg.Pool | pg.Client): Promise<v
   let client: pg.Client | pg.PoolClient;
   let release: () => Promise<void>;
   if (typeof database === "string") {
-    const own = new pg.Client({ connectionString: database });
+    // No statement bound: another process may hold the migration lock for a while.
+    const own = new pg.Client(withConnectionDefaults({ connectionString: database }));
     await own.connect();
     client = own;
     release = () => own.end();

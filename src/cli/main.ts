@@ -5,7 +5,8 @@
  *   punctual migrate
  *   punctual worker --tasks ./dist/tasks.js [--concurrency 20] [--queues default,emails] [--migrate]
  *
- * The database is `DATABASE_URL` (or `--database-url`).
+ * The database is `DATABASE_URL` (or `--database-url`); migrations may take a direct
+ * URL of their own (`--migrate-url`, `DATABASE_DIRECT_URL`) when that one is pooled.
  */
 import path from "node:path";
 import { pathToFileURL } from "node:url";
@@ -18,12 +19,17 @@ import { isTask, type AnyTask } from "../tasks.js";
 import { createWorker } from "../worker/worker.js";
 
 const USAGE = `usage:
-  punctual migrate [--database-url URL]
+  punctual migrate [--database-url URL] [--migrate-url URL]
   punctual worker --tasks MODULE [--concurrency N] [--prefetch N] [--queues a,b] [--poll-interval MS]
-                  [--lease MS] [--retention DURATION|off] [--poll-only]
-                  [--shutdown-timeout MS] [--migrate] [--database-url URL]
+                  [--lease MS] [--retention DURATION|off] [--poll-only] [--no-prepare]
+                  [--shutdown-timeout MS] [--migrate [--migrate-url URL]] [--database-url URL]
 
 --poll-only: no LISTEN connection (for PgBouncer in transaction mode).
+--no-prepare: no prepared statements (for PgBouncer in transaction mode before 1.21,
+or with max_prepared_statements = 0).
+--migrate-url: where migrations run, when the database URL goes through PgBouncer in
+transaction mode (migrating holds a session lock): a direct URL. Default
+DATABASE_DIRECT_URL, else the database URL.
 --prefetch: claimed jobs that may wait for a slot beyond --concurrency (default 500; 0: none).
 SIGTERM/SIGINT: stop claiming, let running jobs finish within --shutdown-timeout
 (default 10000), hand the rest back to pending, exit 0. A second signal exits at once.
@@ -42,7 +48,10 @@ const OPTIONS = {
   lease: { type: "string" },
   retention: { type: "string" },
   "poll-only": { type: "boolean" },
+  // Its own switch: Node 20's parseArgs has no negated booleans (allowNegative).
+  "no-prepare": { type: "boolean" },
   migrate: { type: "boolean" },
+  "migrate-url": { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const satisfies ParseArgsConfig["options"];
 
@@ -98,6 +107,25 @@ function integerFlag(flag: string, value: string | undefined, min = Number.MIN_S
   return number;
 }
 
+/**
+ * A PostgreSQL URL from a flag or a variable (`source`), or undefined when absent. Only
+ * its shape is checked (pg says what is wrong with the server), and it is not echoed:
+ * it may hold a password.
+ */
+function postgresUrl(source: string, value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  let protocol: string | null = null;
+  try {
+    protocol = new URL(value).protocol;
+  } catch {
+    // Not a URL at all: said below.
+  }
+  if (protocol !== "postgres:" && protocol !== "postgresql:") {
+    throw new UsageError(`${source} must be a postgres:// or postgresql:// URL`);
+  }
+  return value;
+}
+
 /** A duration flag in milliseconds, or undefined when absent. */
 function durationFlag(flag: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
@@ -113,17 +141,25 @@ async function main(argv: string[]): Promise<number> {
     console.log(USAGE);
     return values.help ? 0 : 2;
   }
-  const databaseUrl = values["database-url"] ?? process.env.DATABASE_URL;
-  if (!databaseUrl) {
-    console.error("punctual: set DATABASE_URL or pass --database-url");
-    return 2;
+  if (command === "worker" && values["migrate-url"] !== undefined && !values.migrate) {
+    throw new UsageError("--migrate-url is only used with --migrate");
   }
+  // Migrating holds a session advisory lock, which PgBouncer in transaction mode cannot
+  // keep: a direct URL, when given, is used for it (and only for it).
+  const migrateUrl =
+    postgresUrl("--migrate-url", values["migrate-url"]) ??
+    postgresUrl("DATABASE_DIRECT_URL", process.env.DATABASE_DIRECT_URL || undefined);
+  const databaseUrl = values["database-url"] ?? process.env.DATABASE_URL;
   const logger = createLogger();
   if (command === "migrate") {
-    await migrate(databaseUrl);
+    // It needs no other URL when it has a direct one.
+    const url = migrateUrl ?? databaseUrl;
+    if (!url) return noDatabaseUrl();
+    await migrate(url);
     logger.info("migrations applied");
     return 0;
   }
+  if (!databaseUrl) return noDatabaseUrl();
   if (command !== "worker") {
     console.error(`punctual: unknown command "${command}"\n${USAGE}`);
     return 2;
@@ -139,6 +175,7 @@ async function main(argv: string[]): Promise<number> {
     pollIntervalMs: integerFlag("poll-interval", values["poll-interval"]),
     leaseMs: integerFlag("lease", values.lease),
     listen: !values["poll-only"],
+    prepare: !values["no-prepare"],
     retention: values.retention === "off" ? (false as const) : durationFlag("retention", values.retention),
   };
   const timeoutMs = integerFlag("shutdown-timeout", values["shutdown-timeout"], 0) ?? 10_000;
@@ -154,7 +191,7 @@ async function main(argv: string[]): Promise<number> {
     // "pollIntervalMs: Too small: ..." becomes "--poll-interval: Too small: ...".
     throw new UsageError(`${flag}: ${error.message.slice(error.field.length + 2)}`);
   }
-  if (values.migrate) await migrate(databaseUrl);
+  if (values.migrate) await migrate(migrateUrl ?? databaseUrl);
   await worker.start();
   await new Promise<void>((resolve) => {
     let signalled = false;
@@ -171,6 +208,11 @@ async function main(argv: string[]): Promise<number> {
     process.on("SIGINT", onSignal);
   });
   return 0;
+}
+
+function noDatabaseUrl(): number {
+  console.error("punctual: set DATABASE_URL or pass --database-url");
+  return 2;
 }
 
 /** Imports a module and collects the tasks it exports. */

@@ -307,24 +307,39 @@ export interface StartedAgo {
 }
 
 /**
+ * What an outcome statement tells the worker besides the jobs it recorded: the
+ * earliest `run_at` it wrote for a job to run again (a next occurrence, a retry; null
+ * when none), and the database's clock as it answered. The worker sets its timer for
+ * that `run_at` (see `Wakeups.dueAt`), so these jobs start on time without LISTEN (poll-only,
+ * behind PgBouncer) at no extra round trip. Later ones are found by the look-ahead
+ * that follows the claim this timer makes.
+ */
+export interface RunAgainAt {
+  nextRunAt: Date | null;
+  dbNow: Date;
+}
+
+/**
  * Records successes, and inserts the next occurrence of periodic jobs. Fenced on the
  * lease and the attempt: only jobs still running under `workerId`, in the attempt that
  * succeeded, change, so a worker whose lease was taken over cannot overwrite the new
- * owner's outcome. Returns the recorded ids.
+ * owner's outcome. Returns one row per recorded job; `nextRunAt` and `dbNow` are the
+ * statement's (the same on every row): see `RunAgainAt`.
  */
 export async function jobCompleteMany(
   db: Queryable,
   workerId: string,
   jobs: readonly (HeldJob & NextOccurrence & StartedAgo)[],
-) {
-  const rows = await db.query<{ id: string }>(
+): Promise<({ id: number } & RunAgainAt)[]> {
+  const rows = await db.query<{ id: string; next_run_at: Date | null; db_now: Date }>(
     `with done as (${COMPLETE_UPDATE("$2")}),
-     next as (${INSERT_NEXT_OCCURRENCE("done")})
-     select id from done`,
+     next as (${INSERT_NEXT_OCCURRENCE("done")} returning run_at)
+     select d.id, (select min(n.run_at) from next as n) as next_run_at, clock_timestamp() as db_now
+     from done as d`,
     [workerId, JSON.stringify(jobs)],
     "complete",
   );
-  return rows.map((r) => Number(r.id));
+  return rows.map((r) => ({ id: Number(r.id), nextRunAt: r.next_run_at, dbNow: r.db_now }));
 }
 
 /** One failed attempt for `jobFailMany`. */
@@ -342,10 +357,13 @@ export interface JobFailure extends NextOccurrence, HeldJob, StartedAgo {
  * (and no cancel request) goes back to pending at now + its delay, keeping its slot;
  * otherwise it ends `failed`, or `cancelled` when a cancel was requested while it ran.
  * A periodic job that ends `failed` gets its next occurrence, as on success. The last
- * error is kept on the row either way.
+ * error is kept on the row either way. Returns one row per recorded job: its new state
+ * and `run_at` (a retry's is when it runs again), and, the same on every row, the
+ * earliest `run_at` of a job to run again (retry or next occurrence) and the
+ * database's clock: see `RunAgainAt`.
  */
 export async function jobFailMany(db: Queryable, workerId: string, failures: readonly JobFailure[]) {
-  return db.query<{ id: string; state: JobState; run_at: Date }>(
+  return db.query<{ id: string; state: JobState; run_at: Date; next_run_at: Date | null; db_now: Date }>(
     `with failed as (
        update punctual.jobs as j
        set state = case
@@ -362,8 +380,12 @@ export async function jobFailMany(db: Queryable, workerId: string, failures: rea
        where ${FENCED("j", "i")}
        returning j.*, i.next_slot, ${RULE_UNCHANGED}
      ),
-     next as (${INSERT_NEXT_OCCURRENCE("(select * from failed where state = 'failed')")})
-     select id, state, run_at from failed`,
+     next as (${INSERT_NEXT_OCCURRENCE("(select * from failed where state = 'failed')")} returning run_at)
+     select id, state, run_at,
+            (select min(again.run_at)
+             from (select run_at from failed where state = 'pending' union all select run_at from next) as again) as next_run_at,
+            clock_timestamp() as db_now
+     from failed`,
     [workerId, JSON.stringify(failures)],
   );
 }

@@ -34,6 +34,11 @@ export interface WorkerEvents {
   "worker:poll": [{ claimed: number; free: number; reason: WakeReason }];
   /** The LISTEN connection is up (again, after a fault, when `reconnected`). */
   "worker:listening": [{ reconnected: boolean }];
+  /**
+   * The database stopped answering the worker's statements (a connection failed or a
+   * statement passed its bound), or answers again after an outage of `outageMs`.
+   */
+  "worker:database": [{ reachable: boolean; outageMs?: number }];
   /** Finished jobs past retention were deleted. */
   "worker:pruned": [PruneCounts];
   /** A database or internal error; the worker carries on. */

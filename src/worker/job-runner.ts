@@ -19,6 +19,12 @@ export interface Running {
   startedAt: number | null;
   /** Whether the row's `started_at` is written (by the claim, or by a lease renewal since). */
   startRecorded: boolean;
+  /**
+   * Until when its lease is known to hold (`performance.now()`): the send time of the
+   * claim or renewal that last confirmed it, plus the lease. The database set the
+   * lease after that statement was sent, so this errs early, whatever the clocks say.
+   */
+  leaseUntil: number;
 }
 
 /** How long ago the handler started, for an outcome, if the row does not say yet. */

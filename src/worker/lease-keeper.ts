@@ -77,6 +77,7 @@ export class LeaseKeeper {
     if (held.length === 0) return;
     try {
       const now = performance.now();
+      const sentAt = now;
       // Jobs started from the buffer since the last renewal: their start is written now.
       const starting = held.filter((r) => !r.startRecorded && r.startedAt !== null);
       const renewed = await jobRenewLeases(
@@ -90,6 +91,7 @@ export class LeaseKeeper {
         this.leaseMs,
       );
       const still = new Map(renewed.map((r) => [r.id, r.cancelRequested]));
+      for (const r of held) if (still.has(r.job.id)) r.leaseUntil = sentAt + this.leaseMs;
       for (const r of starting) if (still.has(r.job.id)) r.startRecorded = true;
       for (const r of held) {
         if (r.released || !this.events.isRunning(r)) continue;

@@ -55,6 +55,16 @@ export class OutcomeBatcher {
    * `RIDE_MS` to ride along with it rather than take a statement of their own.
    */
   claimComingSoon: () => boolean = () => false;
+  /**
+   * Told, after each batch, the earliest `run_at` it wrote for a job to run again (a
+   * periodic job's next occurrence, a retry, a placement on a slot) and, when the
+   * statement said, the database's clock: the worker sets its timer for it, so those
+   * jobs start on time without LISTEN (poll-only, behind PgBouncer) rather than at the
+   * next poll. Later ones are found by the look-ahead after the claim this timer makes.
+   * Successes that ride along with a claim need none: the look-ahead after that claim
+   * sees their next occurrences.
+   */
+  onRunAgainAt: (runAt: Date, dbNow?: Date) => void = () => {};
 
   constructor(
     private readonly db: Queryable,
@@ -223,17 +233,33 @@ export class OutcomeBatcher {
 
   private async writeSuccesses(items: Success[]) {
     const written = await jobCompleteMany(this.db, this.workerId, items);
-    return new Map(written.map((id) => [id, "succeeded" as const]));
+    const [first] = written;
+    if (first?.nextRunAt) this.tellRunAgainAt(first.nextRunAt, first.dbNow);
+    return new Map(written.map((row) => [row.id, "succeeded" as const]));
   }
 
   private async writeFailures(items: JobFailure[]) {
     const rows = await jobFailMany(this.db, this.workerId, items);
+    const [first] = rows;
+    if (first?.next_run_at) this.tellRunAgainAt(first.next_run_at, first.db_now);
     return new Map(rows.map((row) => [Number(row.id), row.state]));
   }
 
   private async writePlacements(items: Placement[]) {
-    const placed = await jobPlaceMany(this.db, this.workerId, items);
-    return new Map(placed.map((id) => [id, "pending" as const]));
+    const placed = new Set(await jobPlaceMany(this.db, this.workerId, items));
+    // A placed row's run_at is its slot, which this worker computed.
+    const slots = items.filter((p) => placed.has(p.id)).map((p) => p.slot.getTime());
+    if (slots.length > 0) this.tellRunAgainAt(new Date(slots.reduce((a, b) => Math.min(a, b))));
+    return new Map([...placed].map((id) => [id, "pending" as const]));
+  }
+
+  /** The statement is written: a listener that throws must not make it look failed (and written again). */
+  private tellRunAgainAt(runAt: Date, dbNow?: Date) {
+    try {
+      this.onRunAgainAt(runAt, dbNow);
+    } catch (error) {
+      this.onError(error);
+    }
   }
 
   /**

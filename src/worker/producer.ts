@@ -43,6 +43,15 @@ interface Buffered {
 /** After an idle claim found a due job it could not take (another worker holds it). */
 const BUSY_RETRY_MS = 25;
 
+/**
+ * A job starts only while at least this share of its lease is known to remain (see
+ * `Running.leaseUntil`). A claim answered that late (its reply held up in the network,
+ * while another worker may already have rescued the job) or a buffered job whose
+ * renewals have not reached the database does not start here. Healthy, neither
+ * happens: a buffered job waits at most holdMs (≤ half the lease) before it goes back.
+ */
+const START_LEASE_SHARE = 1 / 4;
+
 /** A job started from the buffer has its `started_at` written within about this long. */
 const START_MARK_MS = 250;
 
@@ -279,6 +288,11 @@ export class Producer {
     if (this.busySince !== null) this.busySince = now;
   }
 
+  /** Whether too little of `entry`'s lease is known to remain for its handler to start. */
+  private stale(entry: Running): boolean {
+    return entry.leaseUntil - performance.now() < this.options.leaseMs * START_LEASE_SHARE;
+  }
+
   private async claim(limit: number, reason: WakeReason): Promise<number> {
     const params = {
       workerId: this.options.workerId,
@@ -291,6 +305,7 @@ export class Producer {
     };
     // Successes waiting for their batch ride along with the claim: one round trip.
     const taken = this.outcomes.takeSuccesses();
+    const sentAt = performance.now();
     let rows: ClaimedRow[];
     if (taken) {
       try {
@@ -306,6 +321,7 @@ export class Producer {
     }
     const claimedAt = performance.now();
     const waiting: Buffered[] = [];
+    const late: Running[] = [];
     for (const row of rows) {
       const entry: Running = {
         job: {
@@ -321,10 +337,24 @@ export class Producer {
         done: Promise.resolve(),
         startedAt: null,
         startRecorded: row.started,
+        leaseUntil: sentAt + this.options.leaseMs,
       };
       this.leases.hold(entry);
-      if (row.started) this.launch(row, entry);
-      else waiting.push({ row, entry, claimedAt });
+      if (!row.started) waiting.push({ row, entry, claimedAt });
+      else if (!this.stale(entry)) this.launch(row, entry);
+      else late.push(entry);
+    }
+    if (late.length > 0) {
+      // The claim marked them started, so they cannot be handed back with their attempt
+      // given back: their lease runs out unrenewed and the rescuer takes them back.
+      for (const entry of late) {
+        entry.released = true;
+        this.leases.drop(entry);
+      }
+      this.logger.warn(
+        { jobs: late.map((e) => e.job.id), answeredAfterMs: Math.round(claimedAt - sentAt) },
+        "a claim was answered too close to its lease's end; its jobs do not start here and are left to the lease rescuer",
+      );
     }
     if (waiting.length > 0) {
       this.buffer.push(...waiting);
@@ -335,13 +365,26 @@ export class Producer {
     return rows.length;
   }
 
-  /** Starts buffered jobs while slots are free, most urgent first. */
+  /**
+   * Starts buffered jobs while slots are free, most urgent first. One whose lease is not
+   * known to hold long enough (renewals failing) goes back to pending instead.
+   */
   private fill() {
     let started = false;
+    let stale = false;
     while (this.running.size < this.options.concurrency && this.buffer.length > 0) {
-      const { row, entry } = this.buffer.shift()!;
-      this.launch(row, entry);
+      const item = this.buffer.shift()!;
+      if (this.stale(item.entry)) {
+        this.returning.set(item.entry, item);
+        stale = true;
+        continue;
+      }
+      this.launch(item.row, item.entry);
       started = true;
+    }
+    if (stale) {
+      this.logger.warn("buffered jobs whose lease renewals did not reach the database go back to pending instead of starting");
+      void this.handBack(false);
     }
     // Their rows say started once an outcome or a renewal carries it: a short handler's
     // outcome does; for a long one, the lease keeper renews early.
@@ -400,7 +443,7 @@ export class Producer {
     if (this.handingBack) return this.handingBack;
     const now = performance.now();
     const leaving = this.buffer.filter(
-      (b) => all || now - b.claimedAt > this.options.holdMs || b.entry.controller.signal.aborted,
+      (b) => all || now - b.claimedAt > this.options.holdMs || b.entry.controller.signal.aborted || this.stale(b.entry),
     );
     if (leaving.length === 0 && this.returning.size === 0) return Promise.resolve();
     this.buffer = this.buffer.filter((b) => !leaving.includes(b));

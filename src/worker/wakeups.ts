@@ -19,7 +19,9 @@ export const NOTIFY_CHANNEL = "punctual_jobs";
  *   after each idle claim). Delays use the database's clock, corrected by the offset
  *   measured on each ask, so clock skew between hosts does not make jobs late.
  * The LISTEN connection reconnects on its own after any fault, and wakes the worker
- * when it is back (notifications sent meanwhile were lost). The same channel carries
+ * when it is back (notifications sent meanwhile were lost). A connection can also die
+ * without a word (a silent partition: nothing arrives, nothing fails), so it is pinged
+ * every `pingMs`; one that does not answer within `pingMs` is destroyed and replaced. The same channel carries
  * cancel requests for running jobs, so a handler's signal fires at once.
  */
 export class Wakeups {
@@ -37,6 +39,7 @@ export class Wakeups {
   private stopped = false;
   private reconnectDelayMs = 100;
   private reconnectTimer: NodeJS.Timeout | undefined;
+  private pingTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly connection: pg.ClientConfig | undefined,
@@ -48,6 +51,8 @@ export class Wakeups {
     private readonly onCancel: (jobId: number, workerId: string | null) => void = () => {},
     /** The queues the worker serves: notifications for other queues are ignored (drizzle/0007). */
     private readonly queues?: readonly string[],
+    /** How often the LISTEN connection is pinged, and how long a ping may take. */
+    private readonly pingMs = 5_000,
   ) {}
 
   /** Starts listening (when given a connection config; without one, timers only). */
@@ -60,6 +65,7 @@ export class Wakeups {
     clearTimeout(this.timer);
     this.upcoming = [];
     clearTimeout(this.reconnectTimer);
+    clearTimeout(this.pingTimer);
     const client = this.client;
     this.client = null;
     await client?.end().catch(() => {});
@@ -108,6 +114,7 @@ export class Wakeups {
     const lost = (error?: Error) => {
       if (this.stopped || this.client !== client) return;
       this.client = null;
+      clearTimeout(this.pingTimer);
       if (error) this.onError(error);
       this.logger.warn({ retryInMs: this.reconnectDelayMs }, "LISTEN connection lost; reconnecting");
       this.reconnectTimer = setTimeout(() => void this.connect(true), this.reconnectDelayMs);
@@ -120,8 +127,9 @@ export class Wakeups {
     this.client = client;
     try {
       await client.connect();
-      await client.query(`listen ${NOTIFY_CHANNEL}`);
+      await this.answered(client, `listen ${NOTIFY_CHANNEL}`);
       this.reconnectDelayMs = 100;
+      this.ping(client);
       this.onListening(isReconnect);
       if (isReconnect) {
         this.logger.info("LISTEN connection restored");
@@ -129,6 +137,35 @@ export class Wakeups {
       }
     } catch (error) {
       lost(error as Error);
+    }
+  }
+
+  /** Pings `client` every `pingMs` while it is the LISTEN connection. */
+  private ping(client: pg.Client) {
+    this.pingTimer = setTimeout(() => {
+      if (this.client !== client) return;
+      this.answered(client, "select 1").then(
+        () => this.client === client && this.ping(client),
+        // The connection's own error and end events reconnect.
+        () => {},
+      );
+    }, this.pingMs);
+  }
+
+  /**
+   * Runs `sql` on `client`; if no answer comes within `pingMs`, destroys the
+   * connection (its end event then reconnects).
+   */
+  private async answered(client: pg.Client, sql: string): Promise<void> {
+    const deadline = setTimeout(() => {
+      if (this.client !== client) return;
+      this.logger.warn({ boundMs: this.pingMs }, "the LISTEN connection did not answer in time; replacing it");
+      (client as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+    }, this.pingMs);
+    try {
+      await client.query(sql);
+    } finally {
+      clearTimeout(deadline);
     }
   }
 

@@ -4,7 +4,8 @@ import { hostname } from "node:os";
 import pg from "pg";
 import { z } from "zod";
 import { createClient, type ScheduleSpec } from "../client.js";
-import { isPgPool, toQueryable, type Queryable } from "../executor.js";
+import { missingSafeguards, statementBoundMs, withConnectionDefaults, isConnectionError } from "../connection.js";
+import { isPgPool, PreparedStatements, toQueryable, UNPREPARED_WARNING, type Queryable } from "../executor.js";
 import { ValidationError } from "../errors.js";
 import { createLogger, type Logger } from "../logger.js";
 import { LeaseRescuer, type RescueCounts } from "../maintenance/lease-rescuer.js";
@@ -20,13 +21,21 @@ import { LeaseKeeper } from "./lease-keeper.js";
 import { OutcomeBatcher } from "./outcome-batcher.js";
 import { Producer } from "./producer.js";
 import { Wakeups } from "./wakeups.js";
+import { Watchdog } from "./watchdog.js";
 
 export interface WorkerOptions {
   /** The tasks this worker runs. It claims only jobs of these tasks. */
   tasks: readonly AnyTask[];
-  /** A pg Pool to use (the worker does not end it), or: */
+  /**
+   * A pg Pool to use (the worker does not end it). Give it `keepAlive`,
+   * `connectionTimeoutMillis` and `query_timeout` (the worker warns at start when it
+   * lacks them; see the README's "Unreliable networks"), or:
+   */
   pool?: pg.Pool;
-  /** a connection string: the worker makes its own small pool and ends it on `stop`. */
+  /**
+   * a connection string: the worker makes its own small pool, with TCP keepalive and a
+   * connect timeout, and ends it on `stop`.
+   */
   connectionString?: string;
   /** Queues to serve. Default `["default"]`. */
   queues?: readonly string[];
@@ -57,8 +66,10 @@ export interface WorkerOptions {
   /**
    * Prepare the worker's hot statements (claim, complete, lease renewal) once per
    * connection, so PostgreSQL does not parse and plan them for every batch. Default
-   * true. Set false behind PgBouncer older than 1.21 in transaction mode (1.21 and
-   * later handle prepared statements with `max_prepared_statements` set).
+   * true. Set false behind PgBouncer in transaction mode older than 1.21, or with
+   * `max_prepared_statements = 0` (the default of 1.21 to 1.23). Left on there, the
+   * first statement that fails for it (SQLSTATE 26000 or 42P05) turns prepared
+   * statements off for good, with one warning, and is sent again unprepared.
    */
   prepare?: boolean;
   /** How long a claimed job is leased; renewed while the handler runs. Default 15,000 ms. */
@@ -126,6 +137,8 @@ export class Worker extends EventEmitter<WorkerEvents> {
   private readonly leasePool: pg.Pool | null;
   private readonly db: Queryable;
   private readonly logger: Logger;
+  /** Bounds every statement of the worker, and tells whether the database answers. */
+  private readonly watchdog: Watchdog;
   private readonly outcomes: OutcomeBatcher;
   private readonly runner: JobRunner;
   private readonly wakeups: Wakeups;
@@ -150,6 +163,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
     if (bufferHoldMs !== undefined && bufferHoldMs > leaseMs / 2) {
       throw new ValidationError("bufferHoldMs", `must be at most half of leaseMs (${leaseMs / 2}), got ${bufferHoldMs}`);
     }
+    const boundMs = statementBoundMs(leaseMs);
     if (options.pool) {
       if (!isPgPool(options.pool)) {
         throw new ValidationError("pool", "must be a pg Pool: claims, heartbeats and outcome writes run side by side");
@@ -159,8 +173,9 @@ export class Worker extends EventEmitter<WorkerEvents> {
       this.leasePool = null;
     } else if (options.connectionString) {
       // Claims, outcome writes, heartbeats and maintenance share it; LISTEN has its own.
-      this.pool = new pg.Pool({ connectionString: options.connectionString, max: 4 });
-      this.leasePool = new pg.Pool({ connectionString: options.connectionString, max: 1 });
+      const config = withConnectionDefaults({ connectionString: options.connectionString }, boundMs);
+      this.pool = new pg.Pool({ ...config, max: 4 });
+      this.leasePool = new pg.Pool({ ...config, max: 1 });
       this.ownsPool = true;
     } else {
       throw new ValidationError("pool", "give a pg Pool or a connectionString");
@@ -169,25 +184,47 @@ export class Worker extends EventEmitter<WorkerEvents> {
     // listener Node would exit. The next query gets a fresh connection.
     this.pool.on("error", (error) => this.reportError(error));
     this.leasePool?.on("error", (error) => this.reportError(error));
-    this.db = toQueryable(this.pool, { prepared: this.options.prepare });
     this.id = options.workerId ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
     this.logger = (options.logger ?? createLogger()).child({ worker: this.id });
+    this.watchdog = new Watchdog(boundMs, {
+      down: (error) => {
+        this.logger.warn({ err: error }, "database unreachable; the worker keeps trying and says when it is back");
+        this.emit("worker:database", { reachable: false });
+      },
+      up: (outageMs) => {
+        this.logger.warn({ outageMs }, `database reachable again after ${(outageMs / 1000).toFixed(1)} s`);
+        this.emit("worker:database", { reachable: true, outageMs });
+      },
+    });
+    // One switch for the claim and lease-renewal pools: behind a pooler that loses
+    // prepared statements both fall back to unprepared ones, and the warning comes once.
+    const prepared = new PreparedStatements(this.options.prepare, (err) => this.logger.warn({ err }, UNPREPARED_WARNING));
+    this.db = toQueryable(this.watchdog.guard(this.pool) as pg.Pool, { prepared });
     this.schedules = options.schedules;
     this.outcomes = new OutcomeBatcher(this.db, this.id, (error) => this.reportError(error));
+    // Next occurrences and retries it writes set the timer: on time without LISTEN too.
+    this.outcomes.onRunAgainAt = (runAt, dbNow) => this.wakeups.dueAt(runAt, dbNow);
     this.runner = new JobRunner(this.outcomes, options.backoff ?? {}, (event, ...args) =>
       (this.emit as (event: string, ...args: unknown[]) => boolean)(event, ...args),
     );
     this.wakeups = new Wakeups(
-      this.options.listen ? this.pool.options : undefined,
+      // The LISTEN connection gets keepalive and a connect timeout whatever the pool has,
+      // and a name an operator can find in pg_stat_activity (unless the app set one).
+      this.options.listen
+        ? { application_name: process.env.PGAPPNAME ? undefined : "punctual-listen", ...withConnectionDefaults(this.pool.options, boundMs) }
+        : undefined,
       this.logger,
       (reason) => this.producer.onWake(reason),
       (error) => this.reportError(error),
       (reconnected) => this.emit("worker:listening", { reconnected }),
       (jobId, workerId) => workerId === this.id && this.onCancelRequested(jobId),
       this.options.queues,
+      boundMs,
     );
     const heartbeatMs = this.options.heartbeatIntervalMs ?? Math.max(10, Math.floor(leaseMs / 3));
-    const leaseDb = this.leasePool ? toQueryable(this.leasePool, { prepared: this.options.prepare }) : this.db;
+    const leaseDb = this.leasePool
+      ? toQueryable(this.watchdog.guard(this.leasePool) as pg.Pool, { prepared })
+      : this.db;
     this.leases = new LeaseKeeper(leaseDb, this.id, leaseMs, heartbeatMs, {
       isRunning: (entry) => this.producer.holds(entry),
       lost: (entry) => {
@@ -260,6 +297,18 @@ export class Worker extends EventEmitter<WorkerEvents> {
       const client = createClient({ executor: this.pool, tasks: this.registry.all() });
       const counts = await client.reconcileSchedules(this.schedules);
       this.logger.info(counts, "declared schedules reconciled");
+    }
+    if (!this.ownsPool) {
+      const missing = missingSafeguards(this.pool.options);
+      if (missing.length > 0) {
+        this.logger.warn(
+          { missing, statementBoundMs: this.watchdog.boundMs },
+          "the pool given to the worker lacks " +
+            missing.join(", ") +
+            ": the worker's own statements are still bounded, but other queries on this pool can wait minutes on a " +
+            "connection lost without a word; see the README's recommended pool",
+        );
+      }
     }
     this.logger.info(
       {
@@ -361,8 +410,22 @@ export class Worker extends EventEmitter<WorkerEvents> {
     }
   }
 
+  /**
+   * Whether the worker is started, not stopping, and its last statement reached the
+   * database: what a readiness probe reports.
+   */
+  get ready(): boolean {
+    return this.started && !this.stopping && this.watchdog.reachable;
+  }
+
   private reportError(error: unknown) {
     const err = toError(error);
+    if (!this.watchdog.reachable && isConnectionError(err)) {
+      // The outage was reported once when it began; its end will be too.
+      this.logger.debug({ err }, "database still unreachable");
+      this.emit("worker:error", err);
+      return;
+    }
     // The Error itself, so pino's serializer logs its type, message, code and stack.
     this.logger.error({ err }, "worker error");
     this.emit("worker:error", err);

@@ -57,11 +57,22 @@ describe("punctual CLI", () => {
     ["a bad duration", ["worker", "--tasks", "test/fixtures/cli-tasks.ts", "--retention", "7 weeks"], /^punctual: --retention: must look like "500ms".* \(see punctual --help\)$/],
     ["a bad queue name", ["worker", "--tasks", "test/fixtures/cli-tasks.ts", "--queues", "a,b c"], /^punctual: --queues: queue names are 1-64 letters.* \(see punctual --help\)$/],
     ["a negative shutdown timeout", ["worker", "--tasks", "test/fixtures/cli-tasks.ts", "--shutdown-timeout=-5"], /^punctual: --shutdown-timeout must be an integer of 0 or more; got "-5" \(see punctual --help\)$/],
+    ["a value given to --no-prepare", ["worker", "--no-prepare=yes"], /^punctual: --no-prepare takes no value \(see punctual --help\)$/],
+    ["--migrate-url without its value", ["migrate", "--migrate-url"], /^punctual: --migrate-url needs a value \(see punctual --help\)$/],
+    ["--migrate-url on a worker that does not --migrate", ["worker", "--tasks", "test/fixtures/cli-tasks.ts", "--migrate-url", "postgres://a@b/c"], /^punctual: --migrate-url is only used with --migrate \(see punctual --help\)$/],
+    // The value is not echoed: it may hold a password.
+    ["a --migrate-url that is not a PostgreSQL URL", ["migrate", "--migrate-url", "mysql://u:secret@h/db"], /^punctual: --migrate-url must be a postgres:\/\/ or postgresql:\/\/ URL \(see punctual --help\)$/],
   ])("refuses %s with one line naming it, exit 2", async ([_what, args, message], { expect }) => {
     // A database that does not exist: a bad command line must be refused before any connection.
     const run = spawnTs("src/cli/main.ts", args, { DATABASE_URL: "postgres://nobody@127.0.0.1:1/none" });
     expect(await run.exit).toBe(2);
     expect(run.output().trim()).toMatch(message);
+  });
+
+  it("refuses a DATABASE_DIRECT_URL that is not a PostgreSQL URL when migrating, exit 2", async () => {
+    const run = spawnTs("src/cli/main.ts", ["migrate"], { DATABASE_URL: db.url, DATABASE_DIRECT_URL: "127.0.0.1:5432/db" });
+    expect(await run.exit).toBe(2);
+    expect(run.output().trim()).toBe("punctual: DATABASE_DIRECT_URL must be a postgres:// or postgresql:// URL (see punctual --help)");
   });
 
   it("finds tasks whose payload schemas come from another copy of zod", async () => {
