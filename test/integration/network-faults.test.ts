@@ -5,7 +5,9 @@
  * A third worker, in this process, reaches the database directly and rescues what the
  * cut-off workers held. Leases are short (6 s, so the statement bound and the LISTEN
  * ping are 2 s) to keep partitions to seconds; the README gives a manual run's
- * figures for long ones. Needs root, iproute2 and nftables (CI installs them).
+ * figures for long ones, made with PUNCTUAL_NET_LEASE_MS (the workers' lease) and
+ * PUNCTUAL_NET_PARTITION_MS (the least a partition lasts; by default it heals once the
+ * outside worker has rescued a job). Needs root, iproute2 and nftables (CI installs them).
  */
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
@@ -19,7 +21,8 @@ import { spawnCommand, type Spawned } from "../support/spawn.js";
 import { makeWork } from "../fixtures/net-tasks.js";
 
 const run = promisify(execFile);
-const LEASE_MS = 6000;
+const LEASE_MS = Number(process.env.PUNCTUAL_NET_LEASE_MS ?? 6000);
+const PARTITION_MS = Number(process.env.PUNCTUAL_NET_PARTITION_MS ?? 0);
 const work = makeWork();
 
 let db: TestDatabase;
@@ -136,6 +139,7 @@ describe("network faults between workers and PostgreSQL", () => {
     await Promise.all([a, b].map((p) => line(p, (l) => l.event === "started")));
 
     await net.partition();
+    const cutAt = Date.now();
     const outside = startOutside();
     const outsideSucceeded: number[] = [];
     outside.on("job:succeeded", (job) => outsideSucceeded.push(job.id));
@@ -144,11 +148,16 @@ describe("network faults between workers and PostgreSQL", () => {
     await Promise.all([a, b].map((p) => line(p, (l) => l.event === "database" && l.reachable === false)));
     // Their leases ran out; the outside worker took their jobs back.
     await rescued;
+    const rest = cutAt + PARTITION_MS - Date.now();
+    if (rest > 0) await new Promise((resolve) => setTimeout(resolve, rest));
     await net.heal();
     const healedAt = Date.now();
     await Promise.all([a, b].map((p) => line(p, (l) => l.event === "database" && l.reachable === true)));
     // A figure for the log, not an assertion: how soon after healing both were back.
-    console.log(`silent partition: both workers reached the database again ${Date.now() - healedAt} ms after it healed`);
+    console.log(
+      `silent partition of ${healedAt - cutAt} ms (lease ${LEASE_MS} ms): both workers reached the database again ` +
+        `${Date.now() - healedAt} ms after it healed`,
+    );
     await until(allSucceeded);
     await outside.stop();
 
@@ -179,7 +188,7 @@ describe("network faults between workers and PostgreSQL", () => {
         "database reachable again",
       ]);
     }
-  });
+  }, 60_000 + PARTITION_MS + 3 * LEASE_MS);
 
   it("replies lost one way: a claim that committed but was never answered does not start its jobs here; they are rescued and run once", async () => {
     // Woken only by its timers: no poll, no rescue of its own.
