@@ -1,7 +1,11 @@
 /**
- * The README's promise: a worker given a connection string holds at most 6 connections
- * (a pool of 4, 1 for lease renewals, 1 for LISTEN), whatever it is doing.
+ * The README's promises about connections: a worker given a connection string holds at
+ * most 6 (a pool of 4, 1 for lease renewals, 1 for LISTEN), whatever it is doing; a
+ * pool given without safeguards is warned about; an unreachable database is reported
+ * once. (Keepalive on the sockets and the watchdog under real network faults:
+ * network-faults.test.ts.)
  */
+import { Writable } from "node:stream";
 import pg from "pg";
 import { pino } from "pino";
 import { afterAll, beforeAll, expect, inject, it } from "vitest";
@@ -85,4 +89,60 @@ it("a worker with a connection string holds at most 6 connections: a pool of 4, 
   await done;
   await worker.stop();
   expect(Math.max(...samples)).toBe(6);
+});
+
+/** JSON log lines a logger wrote. */
+function captureLogs() {
+  const lines: Record<string, unknown>[] = [];
+  const stream = new Writable({
+    write(chunk, _encoding, done) {
+      for (const text of String(chunk).split("\n")) if (text) lines.push(JSON.parse(text));
+      done();
+    },
+  });
+  return { lines, logger: pino({ level: "debug" }, stream) };
+}
+
+const noop = defineTask({ name: "noop", payload: z.object({}), run: () => {} });
+
+it("a worker given a pool without keepalive or timeouts warns at start and names what is missing; one with them does not", async () => {
+  const bare = new pg.Pool({ connectionString: db.url });
+  const safe = new pg.Pool({
+    connectionString: db.url,
+    keepAlive: true,
+    connectionTimeoutMillis: 5000,
+    query_timeout: 30_000,
+  });
+  const warnings = [];
+  for (const pool of [bare, safe]) {
+    const { lines, logger } = captureLogs();
+    const worker = createWorker({ pool, tasks: [noop], logger });
+    await worker.start();
+    await worker.stop();
+    warnings.push(lines.filter((l) => /lacks/.test(String(l.msg))));
+  }
+  await Promise.all([bare.end(), safe.end()]);
+  expect(warnings[0]).toHaveLength(1);
+  expect(warnings[0]![0]).toMatchObject({ level: 40, missing: ["keepAlive", "connectionTimeoutMillis", "query_timeout"] });
+  expect(warnings[1]).toEqual([]);
+});
+
+it("a worker whose database refuses connections says so once, is not ready, and keeps trying", async () => {
+  // A port nothing listens on: every connection is refused at once.
+  const url = new URL(db.url);
+  url.port = "1";
+  const { lines, logger } = captureLogs();
+  const worker = createWorker({ connectionString: url.toString(), tasks: [noop], logger, pollIntervalMs: 10, listen: false });
+  const down = new Promise((resolve) => worker.once("worker:database", resolve));
+  const errors = collect(worker, "worker:error", 10);
+  await worker.start();
+  expect(await down).toEqual({ reachable: false });
+  await errors;
+  expect(worker.ready).toBe(false);
+  const unreachable = lines.filter((l) => String(l.msg).startsWith("database unreachable"));
+  expect(unreachable).toHaveLength(1);
+  expect(unreachable[0]).toMatchObject({ level: 40, err: { code: "ECONNREFUSED" } });
+  // The ten failed claims after the first were logged at debug, not as errors.
+  expect(lines.filter((l) => l.level === 50)).toEqual([]);
+  await worker.stop({ timeoutMs: 100 });
 });
