@@ -126,7 +126,7 @@ export function toQueryable(executor: Executor, { prepared = false }: { prepared
         } catch (error) {
           if (!isPreparedStatementLost(error)) throw error;
           statements.turnOff(error as Error);
-          if (inFailedTransaction(executor)) throw error;
+          if (inTransaction(executor)) throw error;
           return (await client.query(unnamed)).rows;
         }
       },
@@ -146,13 +146,17 @@ export function toQueryable(executor: Executor, { prepared = false }: { prepared
 }
 
 /**
- * Whether `executor` is a connection whose transaction the last error aborted (pg
- * reports the server's transaction status after each statement). A pool, or anything
+ * Whether `executor` is a connection inside a transaction block, which the error has
+ * then aborted. pg hands a statement's error over as soon as the ErrorResponse
+ * arrives, before the ReadyForQuery that reports the aborted state ('E'), so the status
+ * may still say 'T' here: either means the transaction is lost. A pool, or anything
  * that checks a connection out per statement, is never in one.
  */
-function inFailedTransaction(executor: Executor): boolean {
+function inTransaction(executor: Executor): boolean {
   const status = (executor as { getTransactionStatus?: () => string | null }).getTransactionStatus;
-  return typeof status === "function" && status.call(executor) === "E";
+  if (typeof status !== "function") return false;
+  const now = status.call(executor);
+  return now === "T" || now === "E";
 }
 
 /**

@@ -327,20 +327,26 @@ describe("punctual worker through PgBouncer", () => {
   });
 
   it("without --no-prepare: the same run falls back, saying so once", { timeout: 90_000 }, async () => {
-    await emptyTable();
+    // A database of its own: server connections on which no earlier test prepared
+    // Punctual's statements (a server connection that has one, same name and text,
+    // would serve this worker's statements too, and the fallback would be left to chance).
+    const fresh = await createTestDatabase();
+    onTestFinished(() => fresh.drop());
+    const freshPooledUrl = bouncer.url(fresh.name);
+    await openServerConnections(freshPooledUrl, 16);
     const worker = spawnTs(
       "src/cli/main.ts",
       ["worker", "--tasks", "test/fixtures/cli-tasks.ts", "--poll-only", "--poll-interval", "50"],
-      { DATABASE_URL: pooledUrl },
+      { DATABASE_URL: freshPooledUrl },
     );
     onTestFinished(() => void worker.child.kill("SIGKILL"));
     await worker.logLine((line) => line.msg === "worker started");
     const { names, greeted } = greetings(worker, 300, "fallback-");
-    await createClient({ executor: db.pool }).enqueueMany(names.map((name) => ({ task: hello, payload: { name } })));
+    await createClient({ executor: fresh.pool }).enqueueMany(names.map((name) => ({ task: hello, payload: { name } })));
     await greeted;
     worker.child.kill("SIGTERM");
     expect(await worker.exit).toBe(0);
-    await expectHelloRanOnce(db.url, 300);
+    await expectHelloRanOnce(fresh.url, 300);
     expectFallbackWarnings(warningsIn(worker.output()));
   });
 
