@@ -211,7 +211,7 @@ export async function jobCompleteAndClaim(
      from (select array_agg(id) as done_ids from done) as d
      left join claimed as c on true
      order by ${CLAIM_ORDER("c")}`,
-    [...claimValues(params), JSON.stringify(successes)],
+    [...claimValues(params), JSON.stringify(byId(successes))],
     `complete_claim_${params.limit}`,
   );
   return {
@@ -295,6 +295,17 @@ const COMPLETE_UPDATE = (input: string) => `
   where ${FENCED("j", "i")}
   returning j.*, i.next_slot, ${RULE_UNCHANGED}`;
 
+/**
+ * `rows` in id order. The statements that write outcomes and renew leases run side by
+ * side on different connections (renewals have their own) and may touch the same
+ * rows. Their plans visit the input (or the primary key) in order, so given ids in
+ * the same order they take the row locks in the same order instead of deadlocking
+ * (40P01, seen between a completion and a renewal when the orders differed).
+ */
+function byId<T extends { id: number }>(rows: readonly T[]): T[] {
+  return [...rows].sort((a, b) => a.id - b.id);
+}
+
 /** A job as this worker holds it: its id and the attempt it runs. */
 export interface HeldJob {
   id: number;
@@ -336,7 +347,7 @@ export async function jobCompleteMany(
      next as (${INSERT_NEXT_OCCURRENCE("done")} returning run_at)
      select d.id, (select min(n.run_at) from next as n) as next_run_at, clock_timestamp() as db_now
      from done as d`,
-    [workerId, JSON.stringify(jobs)],
+    [workerId, JSON.stringify(byId(jobs))],
     "complete",
   );
   return rows.map((r) => ({ id: Number(r.id), nextRunAt: r.next_run_at, dbNow: r.db_now }));
@@ -386,7 +397,7 @@ export async function jobFailMany(db: Queryable, workerId: string, failures: rea
              from (select run_at from failed where state = 'pending' union all select run_at from next) as again) as next_run_at,
             clock_timestamp() as db_now
      from failed`,
-    [workerId, JSON.stringify(failures)],
+    [workerId, JSON.stringify(byId(failures))],
   );
 }
 
@@ -403,7 +414,7 @@ export async function jobPlaceMany(db: Queryable, workerId: string, placements: 
      from jsonb_to_recordset($2::jsonb) as p(id bigint, attempt integer, slot timestamptz)
      where ${FENCED("j", "p")}
      returning j.id`,
-    [workerId, JSON.stringify(placements)],
+    [workerId, JSON.stringify(byId(placements))],
   );
   return rows.map((r) => Number(r.id));
 }
@@ -439,13 +450,14 @@ export async function jobRenewLeases(
   held: readonly (HeldJob & { startedAgoMs: number | null })[],
   leaseMs: number,
 ) {
+  const sorted = byId(held);
   const rows = await db.query<{ id: string; cancel_requested: boolean }>(
     `update punctual.jobs as j
      set locked_until = now() + $3 * interval '1 millisecond', ${STARTED_AT("j", "h")}
      from unnest($2::bigint[], $4::integer[], $5::integer[]) as h(id, attempt, started_ago_ms)
      where j.id = any($2::bigint[]) and ${FENCED("j", "h")}
      returning j.id, j.cancel_requested_at is not null as cancel_requested`,
-    [workerId, held.map((h) => h.id), leaseMs, held.map((h) => h.attempt), held.map((h) => h.startedAgoMs)],
+    [workerId, sorted.map((h) => h.id), leaseMs, sorted.map((h) => h.attempt), sorted.map((h) => h.startedAgoMs)],
     "renew_leases",
   );
   return rows.map((r) => ({ id: Number(r.id), cancelRequested: r.cancel_requested }));
