@@ -17,6 +17,17 @@ export class ValidationError extends PunctualError {
   }
 }
 
+/**
+ * `ctx.complete(tx)` found the job no longer held by this worker (its lease expired
+ * and another worker took it over): the caller's transaction must roll back.
+ */
+export class LeaseLostError extends PunctualError {
+  override name = "LeaseLostError";
+  constructor(readonly jobId: number) {
+    super(`job ${jobId} is no longer leased to this worker: roll back this transaction; another worker runs the job`);
+  }
+}
+
 /** A task name that the client or worker was not given. */
 export class UnknownTaskError extends ValidationError {
   override name = "UnknownTaskError";

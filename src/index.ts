@@ -23,7 +23,7 @@ export type { AnyTask, JobContext, Task, TaskDefaults, TaskDefinition } from "./
 export { migrate } from "./migrate.js";
 export type { Executor } from "./executor.js";
 export type { Job } from "./job.js";
-export { PunctualError, UnknownTaskError, ValidationError } from "./errors.js";
+export { LeaseLostError, PunctualError, UnknownTaskError, ValidationError } from "./errors.js";
 export { jobs, jobState, punctualSchema, PRIORITY_MAX, PRIORITY_MIN, KEY_MAX_LENGTH } from "./schema.js";
 export type { JobRow, JobState } from "./schema.js";
 export { PAYLOAD_MAX_BYTES } from "./json.js";

@@ -2,6 +2,7 @@ import type { z } from "zod";
 import type { Logger } from "pino";
 import { UnknownTaskError, ValidationError } from "./errors.js";
 import { toJsonText } from "./json.js";
+import type { Executor } from "./executor.js";
 import type { BackoffOptions } from "./worker/backoff.js";
 
 /** What a handler learns about the job it runs. */
@@ -25,6 +26,30 @@ export interface JobContext {
   signal: AbortSignal;
   /** The worker's logger, bound to this job's id and task. */
   logger: Logger;
+  /**
+   * Records this job's success inside the caller's open transaction `tx` (a pg
+   * PoolClient or Client after `BEGIN`, or a drizzle transaction), with the next
+   * occurrence of a periodic job: the handler's writes and its completion then commit
+   * together or not at all. Call it last, just before the commit. It throws
+   * `LeaseLostError` when this worker no longer holds the job (its lease expired and
+   * another worker took it over): let that error roll the transaction back, and the
+   * writes never happen.
+   *
+   * @example
+   * const client = await pool.connect();
+   * try {
+   *   await client.query("begin");
+   *   await client.query("insert into invoices (order_id) values ($1)", [orderId]);
+   *   await ctx.complete(client);
+   *   await client.query("commit");
+   * } catch (error) {
+   *   await client.query("rollback");
+   *   throw error;
+   * } finally {
+   *   client.release();
+   * }
+   */
+  complete(tx: Executor): Promise<void>;
 }
 
 /** Job options a task can default; `enqueue` options override them. */

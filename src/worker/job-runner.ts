@@ -1,8 +1,9 @@
 import type { Logger } from "../logger.js";
-import { ValidationError } from "../errors.js";
+import { LeaseLostError, ValidationError } from "../errors.js";
+import { toQueryable } from "../executor.js";
 import { isMissed, nextOccurrence, nextRunAt } from "../schedule/next.js";
 import { ruleFromColumns, type Rule } from "../schedule/rule.js";
-import type { ClaimedRow } from "../sql/jobs.js";
+import { jobCompleteMany, type ClaimedRow } from "../sql/jobs.js";
 import { zodError, type AnyTask, type JobContext } from "../tasks.js";
 import { retryDelayMs, type BackoffOptions } from "./backoff.js";
 import type { OutcomeBatcher, RecordedState } from "./outcome-batcher.js";
@@ -64,6 +65,8 @@ export class JobRunner {
     const fingerprint = { cron: row.cron, tz: row.tz, every_ms: row.every_ms, fixed_delay: row.fixed_delay };
     let failure: { error: Error; retryable: boolean } | null = null;
     let late = false;
+    /** The handler called `ctx.complete(tx)` and it found the job ours. */
+    let completedInTransaction = false;
     if (rule) {
       // A periodic row: place it first when it has no slot yet (written by SQL), or when
       // the skip policy says a missed occurrence does not run.
@@ -121,6 +124,17 @@ export class JobRunner {
           },
           signal: entry.controller.signal,
           logger,
+          complete: async (tx) => {
+            if (entry.released) throw new LeaseLostError(job.id);
+            // The outcome statement the batcher runs, on the caller's transaction: the
+            // same fence (still running, ours, this attempt) and the next occurrence.
+            const [done] = await jobCompleteMany(toQueryable(tx), this.outcomes.workerId, [
+              { id: job.id, attempt: job.attempt, next_slot: this.nextSlot(rule, row, null), ...fingerprint, started_ago_ms: startedAgo(entry) },
+            ]);
+            if (!done) throw new LeaseLostError(job.id);
+            completedInTransaction = true;
+            if (done.nextRunAt) this.outcomes.onRunAgainAt(done.nextRunAt, done.dbNow);
+          },
         };
         try {
           await task.run(parsed.data, ctx);
@@ -133,7 +147,11 @@ export class JobRunner {
     if (entry.released) return;
     const next = { next_slot: this.nextSlot(rule, row, failure), ...fingerprint, started_ago_ms: startedAgo(entry) };
     if (!failure) {
-      this.report(job, await this.outcomes.success({ id: job.id, attempt: job.attempt, ...next }), null, logger);
+      // Completed in the handler's transaction: done if that transaction committed;
+      // if it rolled back, the handler still returned, and its success is recorded as usual.
+      const settled = completedInTransaction ? await this.outcomes.settledElsewhere(job) : null;
+      const state = settled ?? (await this.outcomes.success({ id: job.id, attempt: job.attempt, ...next }));
+      this.report(job, state, null, logger);
       return;
     }
     const delay = retryDelayMs(job.attempt, task.backoff ?? this.backoff);
