@@ -8,6 +8,7 @@
  *                                      about 20 the process workload's 100,000-job backlogs)
  *   npm run bench -- --quick           a few minutes
  *   npm run bench -- --systems=punctual,graphile-worker --workloads=process,lateness
+ *   npm run bench -- --systems=punctual --workloads=transactional
  *   npm run bench -- --out=FILE        write the report elsewhere (default BENCHMARKS.md)
  *
  * PostgreSQL: DATABASE_URL, else an embedded server. Redis: REDIS_URL, else
@@ -27,7 +28,7 @@ import type { BenchContext, BenchPayload, SystemHandle, SystemModule } from "./s
 const argv = process.argv.slice(2);
 const flag = (name: string) => argv.find((a) => a.startsWith(`--${name}=`))?.split("=")[1];
 const quick = argv.includes("--quick");
-const WORKLOADS = ["enqueue", "process", "lateness", "periodic", "scale", "steady"] as const;
+const WORKLOADS = ["enqueue", "process", "transactional", "lateness", "periodic", "scale", "steady"] as const;
 type Workload = (typeof WORKLOADS)[number];
 const chosenWorkloads = (flag("workloads")?.split(",") ?? WORKLOADS) as Workload[];
 const chosenSystems = flag("systems")?.split(",") ?? [...SYSTEM_IDS];
@@ -390,6 +391,40 @@ async function steady(e: Entry) {
 }
 
 // ---------------------------------------------------------------------------------
+// 2b. Handlers that write: P.jobs jobs whose handler inserts a row, autocommit, or in a
+//     transaction that also records the job's success (Punctual's ctx.complete), one
+//     process x 10. Systems without the feature get a note.
+
+async function effects(e: Entry) {
+  for (const effect of ["write", "transactional"] as const) {
+    const label = effect === "write" ? "handler writes a row (autocommit)" : "the same write and the job's success in one transaction";
+    if (!e.system.effects?.includes(effect)) {
+      record("Handlers that write", `${label}: jobs/s`, "jobs/s", "higher", e.system, null, "n/a");
+      continue;
+    }
+    await e.handle.reset();
+    for (let i = 0; i < P.jobs; i += 1000) {
+      await e.handle.enqueueBatch(Array.from({ length: Math.min(1000, P.jobs - i) }, (_, k) => ({ payload: due(i + k) })));
+    }
+    await vacuumJobTables(e);
+    const fleet = await Fleet.load(e.system.id, e.ctx, 1, 10, "best", undefined, effect);
+    await fleet.go();
+    const finished = await fleet.until(() => fleet.starts.length >= P.jobs, P.processCapMs);
+    await fleet.stop();
+    const times = fleet.starts.map((s) => s[3]).sort((a, b) => a - b);
+    const n = times.length;
+    // Every job's row was written exactly once (the fleet stopped gracefully).
+    const c = new pg.Client({ connectionString: e.ctx.dbUrl });
+    await c.connect();
+    const { rows: written } = await c.query("select count(*)::int as rows, count(distinct job_id)::int as jobs from bench_effects");
+    await c.end();
+    const ok = written[0].rows === n && written[0].jobs === n;
+    const note = !finished ? `${n} of ${P.jobs} in ${P.processCapMs / 1000} s` : ok ? undefined : `${written[0].rows} rows for ${n} jobs`;
+    record("Handlers that write", `${label}: jobs/s`, "jobs/s", "higher", e.system, n > 1 ? (n - 1) / ((times[n - 1]! - times[0]!) / 1000) : null, note);
+  }
+}
+
+// ---------------------------------------------------------------------------------
 // Run everything, alternating systems.
 
 const began = Date.now();
@@ -399,6 +434,7 @@ const tasks: [Workload, string, (e: Entry, run: number) => Promise<void>][] = [
   ["process", "process, 1 process x 10, best options, fresh backlog and after VACUUM ANALYZE",
     (e, run) => processFreshAndVacuumed(e, run, 1, "best", "1 process x 10, best options")],
   ["process", "process, 2 processes x 10, best options", (e) => processJobs(e, 2, "best", "2 processes x 10, best options")],
+  ["transactional", "handlers that write", effects],
   ["lateness", "lateness", lateness],
   ["periodic", "periodic", periodic],
   ["scale", "scale", scale],
@@ -423,7 +459,15 @@ for (const [workload, name, run] of tasks) {
 }
 
 function sectionOf(w: Workload) {
-  return { enqueue: "Enqueue", process: "Process", lateness: "Lateness", periodic: "Periodic", scale: "Scale", steady: "Steady state" }[w];
+  return {
+    enqueue: "Enqueue",
+    process: "Process",
+    transactional: "Handlers that write",
+    lateness: "Lateness",
+    periodic: "Periodic",
+    scale: "Scale",
+    steady: "Steady state",
+  }[w];
 }
 
 for (const e of entries) await e.handle.close();

@@ -16,6 +16,7 @@ export interface ChildArgs {
   concurrency: number;
   mode: "defaults" | "best";
   keepFinishedMs?: number;
+  effect?: "write" | "transactional";
 }
 
 /** A handler start: [n, t (intended start, ms), s (schedule), at (actual start, ms)]. */
@@ -60,6 +61,7 @@ const worker = await system.startWorker(args.ctx, {
   concurrency: args.concurrency,
   mode: args.mode,
   keepFinishedMs: args.keepFinishedMs,
+  effect: args.effect,
   onJob: (p) => pending.push([p.n, p.t ?? null, p.s ?? null, Date.now()]),
 });
 await send({ type: "ready" });

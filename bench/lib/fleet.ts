@@ -26,13 +26,21 @@ export class Fleet {
    * none has started its worker yet (see `go`). Lets a measurement begin after the
    * processes' boot, and have them all start at the same moment.
    */
-  static async load(system: string, ctx: BenchContext, processes: number, concurrency: number, mode: ChildArgs["mode"], keepFinishedMs?: number) {
+  static async load(
+    system: string,
+    ctx: BenchContext,
+    processes: number,
+    concurrency: number,
+    mode: ChildArgs["mode"],
+    keepFinishedMs?: number,
+    effect?: ChildArgs["effect"],
+  ) {
     const children: ChildProcess[] = [];
     const fleet = new Fleet(children);
     const ready: Promise<void>[] = [];
     await Promise.all(
       Array.from({ length: processes }, () => {
-        const args: ChildArgs = { system, ctx, concurrency, mode, keepFinishedMs };
+        const args: ChildArgs = { system, ctx, concurrency, mode, keepFinishedMs, effect };
         const child = fork(CHILD, [JSON.stringify(args)], { execArgv: ["--import", "tsx"], stdio: ["ignore", "inherit", "inherit", "ipc"] });
         children.push(child);
         const exited = new Promise<never>((_, reject) =>

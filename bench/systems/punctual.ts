@@ -7,13 +7,37 @@ import pg from "pg";
 import { pino } from "pino";
 import { z } from "zod";
 import { createClient, createWorker, defineTask, migrate } from "../../src/index.js";
-import type { BenchPayload, SystemModule } from "./types.js";
+import type { BenchPayload, SystemModule, WorkerSpec } from "./types.js";
 
 const payload = z.object({ n: z.number(), t: z.number().optional(), s: z.number().optional() });
 const silent = pino({ level: "silent" });
 
-function noopTask(onJob: (p: BenchPayload) => void = () => {}) {
-  return defineTask({ name: "noop", payload, run: (p) => onJob(p) });
+function noopTask(onJob: (p: BenchPayload) => void = () => {}, effect?: WorkerSpec["effect"], pool?: pg.Pool) {
+  if (!effect || !pool) return defineTask({ name: "noop", payload, run: (p) => onJob(p) });
+  return defineTask({
+    name: "noop",
+    payload,
+    run: async (p, ctx) => {
+      onJob(p);
+      if (effect === "write") {
+        await pool.query("insert into bench_effects (job_id) values ($1)", [ctx.job.id]);
+        return;
+      }
+      // The write and the job's success in one transaction (ctx.complete).
+      const client = await pool.connect();
+      try {
+        await client.query("begin");
+        await client.query("insert into bench_effects (job_id) values ($1)", [ctx.job.id]);
+        await ctx.complete(client);
+        await client.query("commit");
+      } catch (error) {
+        await client.query("rollback").catch(() => {});
+        throw error;
+      } finally {
+        client.release();
+      }
+    },
+  });
 }
 
 const punctual: SystemModule = {
@@ -21,16 +45,18 @@ const punctual: SystemModule = {
   label: `Punctual ${process.env.npm_package_version ?? "0.1.0"}`,
   store: "postgres",
   jobTables: ["punctual.jobs"],
+  effects: ["write", "transactional"],
 
   async open(ctx) {
     await migrate(ctx.dbUrl);
     const pool = new pg.Pool({ connectionString: ctx.dbUrl, max: 10 });
+    await pool.query("create table if not exists bench_effects (job_id bigint not null)");
     const client = createClient({ executor: pool });
     const noop = noopTask();
     const one = async (sql: string) => Number((await pool.query(sql)).rows[0].v);
     return {
       async reset() {
-        await pool.query("truncate punctual.jobs");
+        await pool.query("truncate punctual.jobs, bench_effects");
       },
       async enqueueOne(p, runAt) {
         await client.enqueue(noop, p, runAt ? { runAt } : {});
@@ -73,15 +99,22 @@ const punctual: SystemModule = {
   },
 
   async startWorker(ctx, spec) {
+    // The handlers' own writes go through a pool of the app's, as an app's would.
+    const appPool = spec.effect ? new pg.Pool({ connectionString: ctx.dbUrl, max: spec.concurrency }) : undefined;
     const worker = createWorker({
       connectionString: ctx.dbUrl,
-      tasks: [noopTask(spec.onJob)],
+      tasks: [noopTask(spec.onJob, spec.effect, appPool)],
       concurrency: spec.concurrency,
       logger: silent,
       ...(spec.keepFinishedMs !== undefined && { retention: spec.keepFinishedMs, pruneIntervalMs: 5_000 }),
     });
     await worker.start();
-    return { stop: () => worker.stop() };
+    return {
+      stop: async () => {
+        await worker.stop();
+        await appPool?.end();
+      },
+    };
   },
 };
 

@@ -33,8 +33,14 @@ export interface WorkerSpec {
    * sets it so that pruning shows within the run). Others ignore it.
    */
   keepFinishedMs?: number;
-  /** Called as each handler starts (the handler itself does nothing else). */
+  /** Called as each handler starts (the handler itself does nothing else, unless `effect`). */
   onJob: (payload: BenchPayload) => void;
+  /**
+   * What the handler writes (systems that support it; see `SystemModule.effects`):
+   * "write" inserts a row into `bench_effects` (autocommit), "transactional" inserts it
+   * in a transaction that also records the job's completion. Default: nothing.
+   */
+  effect?: "write" | "transactional";
 }
 
 export interface RunningWorker {
@@ -79,6 +85,8 @@ export interface SystemModule {
    * workers' start, except in its fresh-backlog case.
    */
   jobTables?: readonly string[];
+  /** The handler effects `startWorker` supports (`WorkerSpec.effect`); none when missing. */
+  effects?: readonly ("write" | "transactional")[];
   /** When `schedulePerSecond` is missing: why (shown in the table). */
   periodicNote?: string;
   /** Connects, installs the system's schema (idempotent), returns a handle. */
