@@ -103,6 +103,14 @@ export const jobs = punctualSchema.table(
     index("jobs_finished_idx")
       .on(t.finishedAt)
       .where(sql`${t.state} in ('succeeded', 'failed', 'cancelled')`),
+    // Operator queries (CLI, dashboard; drizzle/0008): failed and cancelled rows are few
+    // among finished ones; only they enter these, so the hot path does not pay.
+    index("jobs_failed_cancelled_idx")
+      .on(t.state, t.id)
+      .where(sql`${t.state} in ('failed', 'cancelled')`),
+    index("jobs_failed_at_idx")
+      .on(t.finishedAt)
+      .where(sql`${t.state} = 'failed'`),
     check("jobs_priority_range", sql`${t.priority} between ${sql.raw(String(PRIORITY_MIN))} and ${sql.raw(String(PRIORITY_MAX))}`),
     check("jobs_attempts_valid", sql`${t.attempts} >= 0 and ${t.maxAttempts} >= 1`),
     check("jobs_key_length", sql`char_length(${t.key}) between 1 and ${sql.raw(String(KEY_MAX_LENGTH))}`),
