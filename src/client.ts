@@ -20,7 +20,7 @@ import {
   type EnqueueRow,
   type JobInsert,
 } from "./sql/jobs.js";
-import { payloadToJson, TaskRegistry, zodError, type AnyTask, type Task } from "./tasks.js";
+import { payloadToJson, TaskRegistry, zodError, type AnyTask, type PayloadInput, type PayloadSchema, type Task } from "./tasks.js";
 
 /** What happens when a job's key already has a live (pending or running) job. */
 export type OnConflict = "replace" | "keep";
@@ -214,16 +214,16 @@ export class Client {
    * await punctual.enqueue(sendEmail, { to: "a@example.com" }, { runAt: new Date("2030-01-01T08:00:00Z") });
    * await punctual.enqueue("send-email", { to: "a@example.com" }, { executor: tx }); // in the caller's transaction
    */
-  async enqueue<S extends z.ZodType>(
+  async enqueue<S extends PayloadSchema>(
     task: Task<S> | string,
-    payload: z.input<S>,
+    payload: PayloadInput<S>,
     options: EnqueueOptions = {},
   ): Promise<EnqueueResult> {
     const { executor, onConflict, ...jobOptions } = options;
     const conflict = onConflictSchema.safeParse(onConflict);
     if (!conflict.success) throw zodError("onConflict", conflict.error);
     // Checked exactly as enqueueMany checks a one-job batch (fields named without a prefix).
-    const { insert, payload: payloadJson } = this.prepareJob({ task, payload, ...jobOptions }, (field) => field, "");
+    const { insert, payload: payloadJson } = await this.prepareJob({ task, payload, ...jobOptions }, (field) => field, "");
     const db = this.queryable(executor);
     // One row, one prepared statement; a large payload takes enqueue_many, whose SQL
     // size check may refuse it (see ONE_ROW_PAYLOAD_MAX_CHARS).
@@ -254,15 +254,16 @@ export class Client {
     const inserts: JobInsert[] = [];
     const payloads: string[] = [];
     const keys = new Map<string, number>();
-    jobs.forEach((spec, i) => {
+    // One job after the other, so the first bad one (by index) is the one named.
+    for (const [i, spec] of jobs.entries()) {
       const at = (field: string) => (single ? field : `jobs.${i}.${field}`);
-      const job = this.prepareJob(spec, at, single ? "" : `jobs.${i}`, (key) => {
+      const job = await this.prepareJob(spec, at, single ? "" : `jobs.${i}`, (key) => {
         if (keys.has(key)) throw new ValidationError(at("key"), `"${key}" appears twice in one batch (also jobs.${keys.get(key)})`);
         keys.set(key, i);
       });
       payloads.push(job.payload);
       inserts.push(job.insert);
-    });
+    }
     const db = this.queryable(options.executor);
     const rows = await jobEnqueueMany(db, inserts, payloads, conflict.data);
     return Promise.all(rows.map((row) => this.enqueueResult(db, row)));
@@ -271,21 +272,22 @@ export class Client {
   /**
    * Checks one job and turns it into its row: the task, the options (zod; errors under
    * `prefix`), `checkKey` for a batch's duplicate keys, then the payload (its schema,
-   * JSON, and the schema again after a JSON round trip) and the due time.
+   * JSON, and the schema again after a JSON round trip; awaited for an async
+   * validator) and the due time.
    */
-  private prepareJob(
+  private async prepareJob(
     spec: JobSpec,
     at: (field: string) => string,
     prefix: string,
     checkKey?: (key: string) => void,
-  ): { insert: JobInsert; payload: string } {
+  ): Promise<{ insert: JobInsert; payload: string }> {
     const { task: taskRef, payload, ...rest } = spec;
     const task = this.registry.resolve(taskRef, at("task"));
     const parsed = jobOptionsSchema.safeParse(rest);
     if (!parsed.success) throw zodError(prefix, parsed.error);
     const opts = parsed.data;
     if (opts.key !== undefined) checkKey?.(opts.key);
-    const payloadJson = payloadToJson(task, payload, at("payload"));
+    const payloadJson = await payloadToJson(task, payload, at("payload"));
     return {
       payload: payloadJson,
       insert: {
@@ -322,10 +324,10 @@ export class Client {
    * await punctual.schedule(`todo-email:${user.id}`, sendTodoEmail, { userId: user.id }, { cron: "0 8 * * *", tz: user.timeZone });
    * await punctual.schedule("expired-plans", checkExpiredPlans, {}, { every: "1h" });
    */
-  async schedule<S extends z.ZodType>(
+  async schedule<S extends PayloadSchema>(
     key: string,
     task: Task<S> | string,
-    payload: z.input<S>,
+    payload: PayloadInput<S>,
     rule: ScheduleRule,
     options: ScheduleOptions & ExecutorOption = {},
   ): Promise<ScheduleResult> {
@@ -345,7 +347,7 @@ export class Client {
    * })));
    */
   async scheduleMany(specs: readonly ScheduleSpec[], options: ExecutorOption = {}): Promise<ScheduleResult[]> {
-    const { inserts, payloads } = this.prepareSchedules(specs, false);
+    const { inserts, payloads } = await this.prepareSchedules(specs, false);
     if (inserts.length === 0) return [];
     const db = this.queryable(options.executor);
     return this.scheduleResults(db, await jobScheduleMany(db, inserts, payloads));
@@ -366,7 +368,7 @@ export class Client {
    * ]);
    */
   async reconcileSchedules(declared: readonly ScheduleSpec[], options: ExecutorOption = {}): Promise<ReconcileResult> {
-    const { inserts, payloads } = this.prepareSchedules(declared, true);
+    const { inserts, payloads } = await this.prepareSchedules(declared, true);
     const result: ReconcileResult = { inserted: 0, updated: 0, unchanged: 0, removed: 0 };
     await withTransaction(options.executor ?? this.executor, async (db) => {
       await scheduleLockReconcile(db);
@@ -377,14 +379,14 @@ export class Client {
     return result;
   }
 
-  private prepareSchedules(specs: readonly ScheduleSpec[], declared: boolean) {
+  private async prepareSchedules(specs: readonly ScheduleSpec[], declared: boolean) {
     if (!Array.isArray(specs)) throw new ValidationError("schedules", "must be an array");
     const single = specs.length === 1 && !declared;
     const inserts: ScheduleInsert[] = [];
     const payloads: string[] = [];
     const keys = new Map<string, number>();
     const now = new Date();
-    specs.forEach((spec, i) => {
+    for (const [i, spec] of specs.entries()) {
       const prefix = single ? "" : `schedules.${i}`;
       const at = (field: string) => (prefix ? `${prefix}.${field}` : field);
       const { task: taskRef, payload, rule: ruleInput, ...rest } = spec;
@@ -399,7 +401,7 @@ export class Client {
       if (opts.startAt !== undefined && rule.kind !== "every") {
         throw new ValidationError(at("startAt"), "applies to interval rules only; a cron rule's first slot comes from the rule");
       }
-      payloads.push(payloadToJson(task, payload, at("payload")));
+      payloads.push(await payloadToJson(task, payload, at("payload")));
       inserts.push({
         key: opts.key,
         task: task.name,
@@ -410,7 +412,7 @@ export class Client {
         slot_at: opts.startAt !== undefined ? new Date(opts.startAt) : firstSlot(rule, now),
         ...ruleToColumns(ruleParsed),
       });
-    });
+    }
     return { inserts, payloads };
   }
 

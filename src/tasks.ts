@@ -60,24 +60,80 @@ export interface TaskDefaults {
   backoff?: BackoffOptions;
 }
 
+/**
+ * The Standard Schema interface, version 1 (https://standardschema.dev): what zod (3.24
+ * and later, 4), valibot, arktype and others implement under the `~standard` key.
+ * Declared here, as the spec invites, so that Punctual needs no package for it; it is
+ * the same shape as `@standard-schema/spec`'s `StandardSchemaV1`.
+ */
+export interface StandardSchemaV1<Input = unknown, Output = Input> {
+  readonly "~standard": StandardSchemaV1.Props<Input, Output>;
+}
+
+export declare namespace StandardSchemaV1 {
+  /** The properties under `~standard`. */
+  interface Props<Input = unknown, Output = Input> {
+    readonly version: 1;
+    readonly vendor: string;
+    /** Validates a value: the result, or a promise of it for a validator with async checks. */
+    readonly validate: (value: unknown) => Result<Output> | Promise<Result<Output>>;
+    /** Types only (never present at run time): what `InferInput` and `InferOutput` read. */
+    readonly types?: Types<Input, Output> | undefined;
+  }
+  type Result<Output> = SuccessResult<Output> | FailureResult;
+  interface SuccessResult<Output> {
+    readonly value: Output;
+    readonly issues?: undefined;
+  }
+  interface FailureResult {
+    readonly issues: ReadonlyArray<Issue>;
+  }
+  interface Issue {
+    readonly message: string;
+    readonly path?: ReadonlyArray<PropertyKey | PathSegment> | undefined;
+  }
+  interface PathSegment {
+    readonly key: PropertyKey;
+  }
+  interface Types<Input = unknown, Output = Input> {
+    readonly input: Input;
+    readonly output: Output;
+  }
+  type InferInput<Schema extends StandardSchemaV1> = NonNullable<Schema["~standard"]["types"]>["input"];
+  type InferOutput<Schema extends StandardSchemaV1> = NonNullable<Schema["~standard"]["types"]>["output"];
+}
+
+/**
+ * A payload schema: any Standard Schema validator — a zod schema (the documented
+ * default), a valibot or arktype schema, or your own object with `~standard.validate`.
+ */
+export type PayloadSchema = StandardSchemaV1;
+
+/** What `enqueue` and `schedule` accept as the payload of a task with schema `S`. */
+export type PayloadInput<S extends PayloadSchema> = StandardSchemaV1.InferInput<S>;
+
+/** What the handler of a task with schema `S` receives: the schema's output (defaults and transforms applied). */
+export type PayloadOutput<S extends PayloadSchema> = StandardSchemaV1.InferOutput<S>;
+
 /** The definition passed to `defineTask`. */
-export interface TaskDefinition<S extends z.ZodType> extends TaskDefaults {
+export interface TaskDefinition<S extends PayloadSchema> extends TaskDefaults {
   /** Unique name, stored in `punctual.jobs.task`: 1-128 letters, digits and `_ . : -`. */
   name: string;
   /**
-   * zod schema of the payload, checked at enqueue and again before the handler runs.
-   * Recognised by its shape, not its class: any object with zod's `safeParse(value)`
-   * (returning `{ success, data }` or `{ success, error: { issues } }`) is accepted, so
-   * a schema from the app's own copy of zod works, as do zod 3 and zod mini schemas
-   * (these need a cast to zod 4's `ZodType` for TypeScript).
+   * Schema of the payload, checked at enqueue and again before the handler runs. Any
+   * Standard Schema validator (`~standard.validate`, sync or async): zod 4 and 3.24+,
+   * valibot, arktype, ... The handler receives the schema's output. Recognised by its
+   * shape, not its class, so a schema from the app's own copy of zod works. A zod 3
+   * schema older than 3.24 (no `~standard`) is accepted by its `safeParse` at run time
+   * (it needs a cast for TypeScript).
    */
   payload: S;
   /** The handler. Throwing (or rejecting) fails the attempt; it is retried while attempts remain. */
-  run: (payload: z.output<S>, ctx: JobContext) => unknown | Promise<unknown>;
+  run: (payload: PayloadOutput<S>, ctx: JobContext) => unknown | Promise<unknown>;
 }
 
 /** A defined task: pass it to `enqueue` and to `createWorker({ tasks })`. */
-export type Task<S extends z.ZodType = z.ZodType> = Readonly<TaskDefinition<S>>;
+export type Task<S extends PayloadSchema = PayloadSchema> = Readonly<TaskDefinition<S>>;
 
 /** Any task, whatever its payload type; what registries hold. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -86,18 +142,33 @@ export type AnyTask = Task<any>;
 const TASK_NAME = /^[A-Za-z0-9_.:-]{1,128}$/;
 const TASK_NAME_RULE = "must be 1-128 letters, digits or _ . : -";
 
-/** Whether a value is a payload schema: anything with a `safeParse` function (see `TaskDefinition.payload`). */
+/** The Standard Schema properties of a value, if it has them (version 1, a `validate` function). */
+function standardProps(value: unknown): StandardSchemaV1.Props | undefined {
+  if ((typeof value !== "object" && typeof value !== "function") || value === null) return undefined;
+  const props = (value as Partial<StandardSchemaV1>)["~standard"];
+  return typeof props === "object" && props !== null && props.version === 1 && typeof props.validate === "function"
+    ? props
+    : undefined;
+}
+
+/** A zod schema without Standard Schema support (zod 3 before 3.24): only `safeParse`. */
+interface SafeParseSchema {
+  safeParse(value: unknown): { success: true; data: unknown } | { success: false; error: { issues: readonly IssueLike[] } };
+}
+
+/** Whether a value is a payload schema (see `TaskDefinition.payload`): Standard Schema, or zod's `safeParse`. */
 function isSchema(value: unknown): boolean {
   return (
-    (typeof value === "object" || typeof value === "function") &&
-    value !== null &&
-    typeof (value as { safeParse?: unknown }).safeParse === "function"
+    standardProps(value) !== undefined ||
+    ((typeof value === "object" || typeof value === "function") &&
+      value !== null &&
+      typeof (value as { safeParse?: unknown }).safeParse === "function")
   );
 }
 
 /**
  * Whether a value has the shape of a task made by `defineTask`: a string `name`, a
- * `payload` schema (an object with a `safeParse` function) and a `run` function. Shape,
+ * `payload` schema (Standard Schema, or zod's `safeParse`) and a `run` function. Shape,
  * not class or registry, so a task from another copy of Punctual or zod qualifies.
  */
 export function isTask(value: unknown): value is AnyTask {
@@ -132,7 +203,8 @@ function asTask(value: unknown, field: string, hint: string): AnyTask {
 }
 
 /**
- * Defines a task: a name, a zod schema for its payload, and a handler.
+ * Defines a task: a name, a schema for its payload (zod, or any Standard Schema
+ * validator such as valibot or arktype), and a handler.
  *
  * @example
  * const sendEmail = defineTask({
@@ -141,7 +213,7 @@ function asTask(value: unknown, field: string, hint: string): AnyTask {
  *   run: async ({ to, subject }, { signal }) => mailer.send({ to, subject, signal }),
  * });
  */
-export function defineTask<S extends z.ZodType>(definition: TaskDefinition<S>): Task<S> {
+export function defineTask<S extends PayloadSchema>(definition: TaskDefinition<S>): Task<S> {
   if (typeof definition !== "object" || definition === null) {
     throw new ValidationError("definition", "defineTask takes an object: { name, payload, run }");
   }
@@ -149,36 +221,103 @@ export function defineTask<S extends z.ZodType>(definition: TaskDefinition<S>): 
   const badName = badTaskName(definition.name);
   if (badName) throw new ValidationError("name", badName);
   if (!isSchema(definition.payload)) {
-    throw new ValidationError("payload", "must be a zod schema (an object with a safeParse function)");
+    throw new ValidationError(
+      "payload",
+      "must be a schema: a Standard Schema validator (zod, valibot, arktype, ...: an object with ~standard.validate) or a zod schema with safeParse",
+    );
   }
   if (typeof definition.run !== "function") throw new ValidationError("run", "must be a function");
   return Object.freeze({ ...definition });
 }
 
+/** An issue as zod and Standard Schema validators report it: a message, and a path of keys or `{ key }` segments. */
+interface IssueLike {
+  readonly message: string;
+  readonly path?: ReadonlyArray<PropertyKey | StandardSchemaV1.PathSegment> | undefined;
+  /** zod's issue code, and for `unrecognized_keys` the keys: other validators have neither. */
+  readonly code?: string;
+  readonly keys?: readonly string[];
+}
+
+/**
+ * Formats validation issues under a field prefix, naming the first failing path
+ * (`payload.to`), with a count of the others. zod's and any Standard Schema
+ * validator's issues alike.
+ */
+export function issuesError(prefix: string, issues: readonly IssueLike[]): ValidationError {
+  const issue = issues[0];
+  if (!issue) return new ValidationError(prefix, "is invalid");
+  const segments = (issue.path ?? []).map((segment) =>
+    typeof segment === "object" && segment !== null ? (segment as StandardSchemaV1.PathSegment).key : segment,
+  );
+  // An unknown option (zod's unrecognized_keys) is named by itself, so a typo points at the typo.
+  const path = issue.code === "unrecognized_keys" && issue.keys?.length ? [...segments, issue.keys[0]!] : segments;
+  const field = [prefix, ...path.map(String)].filter(Boolean).join(".");
+  const more = issues.length > 1 ? ` (and ${issues.length - 1} more)` : "";
+  return new ValidationError(field, issue.message + more);
+}
+
 /** Formats zod issues under a field prefix, naming the first failing path. */
 export function zodError(prefix: string, error: z.ZodError): ValidationError {
-  const issue = error.issues[0]!;
-  // An unknown option is named by itself, so a typo points at the typo.
-  const path = issue.code === "unrecognized_keys" ? [...issue.path, issue.keys[0]!] : issue.path;
-  const field = [prefix, ...path.map(String)].filter(Boolean).join(".");
-  const more = error.issues.length > 1 ? ` (and ${error.issues.length - 1} more)` : "";
-  return new ValidationError(field, issue.message + more);
+  return issuesError(prefix, error.issues);
+}
+
+/** A payload checked by its schema: the schema's output, or a `ValidationError` naming the field. */
+export type PayloadCheck = { success: true; data: unknown } | { success: false; error: ValidationError };
+
+/** `then` that stays synchronous for a value that is not a promise. */
+function andThen<T, R>(value: T | Promise<T>, next: (value: T) => R): R | Promise<Awaited<R>> {
+  return value instanceof Promise ? (value.then(next) as Promise<Awaited<R>>) : next(value);
+}
+
+/**
+ * Checks `value` against a payload schema, under the field name `field`. Synchronous
+ * for a synchronous validator (zod without async refinements, valibot's sync schemas,
+ * arktype), a promise for one whose `validate` returns a promise. Through Standard
+ * Schema when the schema has it, else zod's `safeParse`; either way zod's issues, and
+ * so its messages and field paths, are the same. A validator that throws is reported
+ * as a `ValidationError` too, so that a buggy schema fails a job clearly instead of
+ * breaking the worker.
+ */
+export function parsePayload(schema: unknown, value: unknown, field = "payload"): PayloadCheck | Promise<PayloadCheck> {
+  const threw = (error: unknown): PayloadCheck => ({
+    success: false,
+    error: new ValidationError(field, `the schema threw: ${error instanceof Error ? error.message : String(error)}`),
+  });
+  try {
+    const props = standardProps(schema);
+    if (props) {
+      const result = props.validate(value);
+      const toCheck = (r: StandardSchemaV1.Result<unknown>): PayloadCheck =>
+        r.issues ? { success: false, error: issuesError(field, r.issues) } : { success: true, data: r.value };
+      return isThenable(result) ? Promise.resolve(result).then(toCheck, threw) : toCheck(result);
+    }
+    const parsed = (schema as SafeParseSchema).safeParse(value);
+    return parsed.success ? { success: true, data: parsed.data } : { success: false, error: issuesError(field, parsed.error.issues) };
+  } catch (error) {
+    return threw(error);
+  }
+}
+
+function isThenable<T>(value: T | PromiseLike<T>): value is PromiseLike<T> {
+  return typeof (value as PromiseLike<T> | null)?.then === "function";
 }
 
 /**
  * Validates a payload for `task` and returns its JSON text. The stored JSON is the
- * payload as given, and it must parse again after a JSON round trip, so the worker's
- * own check cannot fail on what enqueue accepted.
+ * payload as given, and it must pass the schema again after a JSON round trip, so the
+ * worker's own check cannot fail on what enqueue accepted. Synchronous for a
+ * synchronous validator (errors are thrown at once); a promise for an async one.
  */
-export function payloadToJson(task: AnyTask, payload: unknown, field = "payload"): string {
-  const parsed = task.payload.safeParse(payload);
-  if (!parsed.success) throw zodError(field, parsed.error);
-  const text = toJsonText(payload, field);
-  const again = task.payload.safeParse(JSON.parse(text));
-  if (!again.success) {
-    throw new ValidationError(field, `does not survive JSON: ${zodError(field, again.error).message}`);
-  }
-  return text;
+export function payloadToJson(task: AnyTask, payload: unknown, field = "payload"): string | Promise<string> {
+  return andThen(parsePayload(task.payload, payload, field), (first) => {
+    if (!first.success) throw first.error;
+    const text = toJsonText(payload, field);
+    return andThen(parsePayload(task.payload, JSON.parse(text), field), (again) => {
+      if (!again.success) throw new ValidationError(field, `does not survive JSON: ${again.error.message}`);
+      return text;
+    });
+  });
 }
 
 /** A set of tasks by name, as clients and workers hold them. */

@@ -17,12 +17,17 @@ import { migrate } from "../migrate.js";
 import { durationSchema } from "../schedule/duration.js";
 import { isTask, type AnyTask } from "../tasks.js";
 import { createWorker } from "../worker/worker.js";
+import { createMetrics } from "../metrics/metrics.js";
+import { listenMetrics } from "../metrics/server.js";
+import { isOpsCommand, OPS_COMMANDS, runOpsCommand } from "./ops.js";
 
 const USAGE = `usage:
   punctual migrate [--database-url URL] [--migrate-url URL]
+  punctual ${OPS_COMMANDS.join(" | ")} ...   (punctual jobs --help)
   punctual worker --tasks MODULE [--concurrency N] [--prefetch N] [--queues a,b] [--poll-interval MS]
                   [--lease MS] [--retention DURATION|off] [--poll-only] [--no-prepare]
                   [--shutdown-timeout MS] [--migrate [--migrate-url URL]] [--database-url URL]
+                  [--metrics-port PORT [--metrics-host HOST]]
 
 --poll-only: no LISTEN connection (for PgBouncer in transaction mode).
 --no-prepare: no prepared statements (for PgBouncer in transaction mode before 1.21,
@@ -31,6 +36,8 @@ or with max_prepared_statements = 0).
 transaction mode (migrating holds a session lock): a direct URL. Default
 DATABASE_DIRECT_URL, else the database URL.
 --prefetch: claimed jobs that may wait for a slot beyond --concurrency (default 500; 0: none).
+--metrics-port: serve /metrics (Prometheus), /healthz and /readyz on this port, on
+--metrics-host (default 127.0.0.1; 0.0.0.0 in a pod, for its probes).
 SIGTERM/SIGINT: stop claiming, let running jobs finish within --shutdown-timeout
 (default 10000), hand the rest back to pending, exit 0. A second signal exits at once.
 
@@ -52,6 +59,8 @@ const OPTIONS = {
   "no-prepare": { type: "boolean" },
   migrate: { type: "boolean" },
   "migrate-url": { type: "string" },
+  "metrics-port": { type: "string" },
+  "metrics-host": { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const satisfies ParseArgsConfig["options"];
 
@@ -135,6 +144,8 @@ function durationFlag(flag: string, value: string | undefined): number | undefin
 }
 
 async function main(argv: string[]): Promise<number> {
+  // The operator commands (src/cli/ops.ts) take flags and arguments of their own.
+  if (isOpsCommand(argv[0])) return runOpsCommand(argv[0], argv.slice(1));
   const { values, positionals } = parseCommandLine(argv);
   const [command] = positionals;
   if (values.help || !command) {
@@ -179,6 +190,10 @@ async function main(argv: string[]): Promise<number> {
     retention: values.retention === "off" ? (false as const) : durationFlag("retention", values.retention),
   };
   const timeoutMs = integerFlag("shutdown-timeout", values["shutdown-timeout"], 0) ?? 10_000;
+  // 0: any free port (the log line that says where it serves tells which).
+  const metricsPort = integerFlag("metrics-port", values["metrics-port"], 0);
+  if (metricsPort !== undefined && metricsPort > 65_535) throw new UsageError(`--metrics-port must be a port from 0 to 65535; got "${values["metrics-port"]}"`);
+  if (values["metrics-host"] !== undefined && metricsPort === undefined) throw new UsageError("--metrics-host is only used with --metrics-port");
   const tasks = await loadTasks(values.tasks);
   let worker;
   try {
@@ -192,6 +207,12 @@ async function main(argv: string[]): Promise<number> {
     throw new UsageError(`${flag}: ${error.message.slice(error.field.length + 2)}`);
   }
   if (values.migrate) await migrate(migrateUrl ?? databaseUrl);
+  // Listening before start: probes answer (not ready) while the worker connects.
+  const metricsServer =
+    metricsPort === undefined
+      ? undefined
+      : await listenMetrics(createMetrics(worker, { processMetrics: true }).handler, { port: metricsPort, host: values["metrics-host"] });
+  if (metricsServer) logger.info({ address: metricsServer.address() }, "serving /metrics, /healthz and /readyz");
   await worker.start();
   await new Promise<void>((resolve) => {
     let signalled = false;

@@ -12,16 +12,24 @@ export interface JobEvent {
   maxAttempts: number;
 }
 
-/** Events a worker emits; tests and apps await them instead of polling the table. */
+/**
+ * Events a worker emits; tests and apps await them instead of polling the table.
+ * `durationMs` on an outcome is how long the job ran, from its start (`job:claimed`) to
+ * its handler's return, before the outcome was written; absent on `job:failed` for a
+ * job that never started (a cancel while it waited in the buffer, a bad rule).
+ */
 export interface WorkerEvents {
-  /** A job was claimed and its handler is starting. */
-  "job:claimed": [JobEvent];
+  /**
+   * A job was claimed and its handler is starting. `runAt`: when it was due (the row's
+   * `run_at`, on the database's clock), for its lateness.
+   */
+  "job:claimed": [JobEvent, { runAt: Date }];
   /** A job's success was recorded. */
-  "job:succeeded": [JobEvent];
+  "job:succeeded": [JobEvent, { durationMs: number }];
   /** An attempt failed and the job is pending again, due at `runAt`. */
-  "job:retried": [JobEvent, { error: Error; runAt: Date }];
+  "job:retried": [JobEvent, { error: Error; runAt: Date; durationMs: number }];
   /** A job ended `failed` (or `cancelled`, when a cancel was requested while it ran). */
-  "job:failed": [JobEvent, { error: Error; state: "failed" | "cancelled" }];
+  "job:failed": [JobEvent, { error: Error; state: "failed" | "cancelled"; durationMs?: number }];
   /** A periodic row written without a slot (by SQL, or after a rule change) was placed on its first slot. */
   "job:placed": [JobEvent, { slot: Date }];
   /** A missed periodic occurrence was not run (policy `skip`); the schedule moved to `next`. */

@@ -4,7 +4,7 @@ import { toQueryable } from "../executor.js";
 import { isMissed, nextOccurrence, nextRunAt } from "../schedule/next.js";
 import { ruleFromColumns, type Rule } from "../schedule/rule.js";
 import { jobCompleteMany, type ClaimedRow } from "../sql/jobs.js";
-import { zodError, type AnyTask, type JobContext } from "../tasks.js";
+import { parsePayload, type AnyTask, type JobContext } from "../tasks.js";
 import { retryDelayMs, type BackoffOptions } from "./backoff.js";
 import type { OutcomeBatcher, RecordedState } from "./outcome-batcher.js";
 import type { JobEvent, WorkerEvents } from "./events.js";
@@ -101,12 +101,15 @@ export class JobRunner {
       // Cancelled while it waited in the buffer: it does not start. The row says cancelled.
       failure = { error: toError(entry.controller.signal.reason), retryable: false };
     }
+    /** When the job started (`job:claimed`), for its run duration; null if it never did. */
+    let startedAt: number | null = null;
     if (!failure) {
-      this.emit("job:claimed", job);
-      const parsed = task.payload.safeParse(row.payload);
+      startedAt = performance.now();
+      this.emit("job:claimed", job, { runAt: row.run_at });
+      const parsed = await parsePayload(task.payload, row.payload, "payload");
       if (!parsed.success) {
         // Written by SQL with a payload that fails the schema: no retry can fix that.
-        const error = zodError("payload", parsed.error);
+        const error = parsed.error;
         failure = { error: new ValidationError(error.field, `does not match task "${task.name}": ${error.message}`), retryable: false };
       } else {
         const ctx: JobContext = {
@@ -143,15 +146,19 @@ export class JobRunner {
         }
       }
     }
+    const durationMs = startedAt === null ? undefined : performance.now() - startedAt;
     handlerDone();
     if (entry.released) return;
     const next = { next_slot: this.nextSlot(rule, row, failure), ...fingerprint, started_ago_ms: startedAgo(entry) };
     if (!failure) {
-      // Completed in the handler's transaction: done if that transaction committed;
-      // if it rolled back, the handler still returned, and its success is recorded as usual.
-      const settled = completedInTransaction ? await this.outcomes.settledElsewhere(job) : null;
-      const state = settled ?? (await this.outcomes.success({ id: job.id, attempt: job.attempt, ...next }));
-      this.report(job, state, null, logger);
+      let state = await this.outcomes.success({ id: job.id, attempt: job.attempt, ...next });
+      // Completed in the handler's transaction (`ctx.complete`): if it committed, the
+      // row is no longer running and this fenced write, batched as usual, finds nothing
+      // to do; that is the success. (If it rolled back, this write records the success,
+      // as for any handler that returns. Only if it rolled back and the lease was lost
+      // too would "succeeded" be reported for a job another worker now runs.)
+      if (completedInTransaction && state === "lost") state = "succeeded";
+      this.report(job, state, null, logger, durationMs);
       return;
     }
     const delay = retryDelayMs(job.attempt, task.backoff ?? this.backoff);
@@ -164,7 +171,7 @@ export class JobRunner {
       retryable: failure.retryable,
       ...next,
     });
-    this.report(job, state, { error: failure.error, runAt: new Date(Date.now() + delay) }, logger);
+    this.report(job, state, { error: failure.error, runAt: new Date(Date.now() + delay) }, logger, durationMs);
   }
 
   /**
@@ -176,22 +183,28 @@ export class JobRunner {
     return nextOccurrence(rule, row.missed, row.slot_at, new Date());
   }
 
-  private report(job: JobEvent, state: RecordedState, failed: { error: Error; runAt: Date } | null, logger: Logger) {
+  private report(
+    job: JobEvent,
+    state: RecordedState,
+    failed: { error: Error; runAt: Date } | null,
+    logger: Logger,
+    durationMs: number | undefined,
+  ) {
     switch (state) {
       case "succeeded":
         // Debug: at thousands of jobs a second an info line per job would be most of
         // the worker's work, and of the logs. Failures and retries stay loud.
         logger.debug({ attempt: job.attempt }, "job succeeded");
-        this.emit("job:succeeded", job);
+        this.emit("job:succeeded", job, { durationMs: durationMs ?? 0 });
         return;
       case "pending":
         logger.warn({ attempt: job.attempt, err: failed!.error, retryAt: failed!.runAt }, "job failed; will retry");
-        this.emit("job:retried", job, failed!);
+        this.emit("job:retried", job, { ...failed!, durationMs: durationMs ?? 0 });
         return;
       case "failed":
       case "cancelled":
         logger.error({ attempt: job.attempt, err: failed?.error }, `job ${state}`);
-        this.emit("job:failed", job, { error: failed?.error ?? new Error(state), state });
+        this.emit("job:failed", job, { error: failed?.error ?? new Error(state), state, durationMs });
         return;
       case "unrecorded":
         logger.error({ attempt: job.attempt }, "outcome could not be written; the job runs again once its lease expires");

@@ -73,28 +73,6 @@ export class OutcomeBatcher {
     private readonly retryDelayMs = 1000,
   ) {}
 
-  /**
-   * For a job whose success was written in the handler's own transaction
-   * (`ctx.complete(tx)`): `succeeded` when that transaction committed, `lost` when the
-   * job is no longer this attempt's, and null when it is still running under it (the
-   * transaction rolled back, or the row could not be read): the success is then
-   * recorded as usual.
-   */
-  async settledElsewhere(job: { id: number; attempt: number }): Promise<RecordedState | null> {
-    try {
-      const [row] = await this.db.query<{ state: JobState; locked_by: string | null; attempts: number }>(
-        "select state, locked_by, attempts from punctual.jobs where id = $1",
-        [job.id],
-      );
-      if (row?.state === "succeeded" && row.attempts === job.attempt) return "succeeded";
-      if (row?.state === "running" && row.locked_by === this.workerId && row.attempts === job.attempt) return null;
-      return "lost";
-    } catch (error) {
-      this.onError(error);
-      return null;
-    }
-  }
-
   /** Records a success; resolves with `succeeded` once written. */
   success(success: Success): Promise<RecordedState> {
     return new Promise((resolve) => this.push(this.successes, [success, resolve]));

@@ -108,6 +108,8 @@ export class Producer {
   private readonly returning = new Map<Running, Buffered>();
   private loop: Promise<void> | null = null;
   private stopping = false;
+  /** When a claim statement last answered (`Date.now()`); null before the first. */
+  private lastClaimedAt: number | null = null;
   /** Wakes the claim loop from its wait; set only while it waits. */
   private wake: ((reason: WakeReason) => void) | null = null;
   /** The loop waits for room (a freed slot, a buffer below its aim), not for new jobs. */
@@ -143,6 +145,16 @@ export class Producer {
   ) {
     // While the loop is busy, successes wait briefly to ride along with its next claim.
     outcomes.claimComingSoon = () => !this.stopping && (this.claiming || (this.waitingForRoom && this.running.size > 0));
+  }
+
+  /** Claimed jobs waiting in the buffer for a slot. */
+  get buffered(): number {
+    return this.buffer.length;
+  }
+
+  /** When a claim statement last answered (`Date.now()`), null before the first: readiness probes read it. */
+  get lastClaimAt(): number | null {
+    return this.lastClaimedAt;
   }
 
   start(): void {
@@ -361,6 +373,7 @@ export class Producer {
       this.buffer.sort(byClaimOrder);
       this.fill();
     }
+    this.lastClaimedAt = Date.now();
     this.hooks.poll({ claimed: rows.length, free: limit, reason });
     return rows.length;
   }

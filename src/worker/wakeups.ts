@@ -37,6 +37,8 @@ export class Wakeups {
   private upcoming: number[] = [];
   private clockOffsetMs = 0;
   private stopped = false;
+  /** The LISTEN connection is connected and listening (for readiness probes). */
+  private listeningNow = false;
   private reconnectDelayMs = 100;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private pingTimer: NodeJS.Timeout | undefined;
@@ -55,6 +57,16 @@ export class Wakeups {
     private readonly pingMs = 5_000,
   ) {}
 
+  /** Whether the LISTEN connection is up now (always false without one). */
+  get listening(): boolean {
+    return this.listeningNow;
+  }
+
+  /** The database's clock minus this process's, as last measured (ms; 0 before the first measure). */
+  get dbClockOffsetMs(): number {
+    return this.clockOffsetMs;
+  }
+
   /** Starts listening (when given a connection config; without one, timers only). */
   start(): void {
     if (this.connection) void this.connect(false);
@@ -62,6 +74,7 @@ export class Wakeups {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.listeningNow = false;
     clearTimeout(this.timer);
     this.upcoming = [];
     clearTimeout(this.reconnectTimer);
@@ -114,6 +127,7 @@ export class Wakeups {
     const lost = (error?: Error) => {
       if (this.stopped || this.client !== client) return;
       this.client = null;
+      this.listeningNow = false;
       clearTimeout(this.pingTimer);
       if (error) this.onError(error);
       this.logger.warn({ retryInMs: this.reconnectDelayMs }, "LISTEN connection lost; reconnecting");
@@ -130,6 +144,7 @@ export class Wakeups {
       await this.answered(client, `listen ${NOTIFY_CHANNEL}`);
       this.reconnectDelayMs = 100;
       this.ping(client);
+      this.listeningNow = this.client === client;
       this.onListening(isReconnect);
       if (isReconnect) {
         this.logger.info("LISTEN connection restored");

@@ -97,6 +97,34 @@ export interface WorkerOptions {
 
 export type { JobEvent, WorkerEvents } from "./events.js";
 
+/** A worker's state as `worker.health()` reports it. */
+export interface WorkerHealth {
+  /** `start` was called. */
+  started: boolean;
+  /** `stop` was called. */
+  stopping: boolean;
+  /** The last statement of the worker reached the database (true until one fails). */
+  databaseReachable: boolean;
+  /** The worker uses a LISTEN connection (`listen` option; false: poll-only). */
+  listen: boolean;
+  /** The LISTEN connection is up now (false while it reconnects, and with `listen: false`). */
+  listening: boolean;
+  /** The queues the worker serves. */
+  queues: readonly string[];
+  /** When a claim statement last answered (`Date.now()` milliseconds); null before the first. */
+  lastClaimAt: number | null;
+  /** Handlers running now. */
+  running: number;
+  /** Claimed jobs waiting in the buffer for a slot. */
+  buffered: number;
+  /** Handlers that may run at once. */
+  concurrency: number;
+  /** How often an idle worker claims without a wake-up. */
+  pollIntervalMs: number;
+  /** The database's clock minus this process's, as last measured (0 before the first measure). */
+  dbClockOffsetMs: number;
+}
+
 const optionsSchema = z.object({
   queues: z.array(z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/, "queue names are 1-64 letters, digits or _ . : -")).min(1).default(["default"]),
   concurrency: z.int().min(1).max(1000).default(10),
@@ -416,6 +444,36 @@ export class Worker extends EventEmitter<WorkerEvents> {
    */
   get ready(): boolean {
     return this.started && !this.stopping && this.watchdog.reachable;
+  }
+
+  /**
+   * What probes and metrics read, now: no I/O, cheap enough for every scrape. See
+   * `createMetrics` for the readiness rules built on it.
+   */
+  health(): WorkerHealth {
+    return {
+      started: this.started,
+      stopping: this.stopping,
+      databaseReachable: this.watchdog.reachable,
+      listen: this.options.listen,
+      listening: this.wakeups.listening,
+      queues: this.options.queues,
+      lastClaimAt: this.producer.lastClaimAt,
+      running: this.producer.running.size,
+      buffered: this.producer.buffered,
+      concurrency: this.options.concurrency,
+      pollIntervalMs: this.options.pollIntervalMs,
+      dbClockOffsetMs: this.wakeups.dbClockOffsetMs,
+    };
+  }
+
+  /**
+   * The pg Pool the worker's statements run on: the one it was given, or its own (which
+   * `stop` ends). For read-only operator queries, such as the metrics' queue gauges,
+   * that should not open connections of their own.
+   */
+  get connectionPool(): pg.Pool {
+    return this.pool;
   }
 
   private reportError(error: unknown) {
