@@ -5,12 +5,12 @@
  * once. (Keepalive on the sockets and the watchdog under real network faults:
  * network-faults.test.ts.)
  */
-import { Writable } from "node:stream";
 import pg from "pg";
 import { pino } from "pino";
 import { afterAll, beforeAll, expect, inject, it } from "vitest";
 import { z } from "zod";
 import { createClient, createWorker, defineTask } from "../../src/index.js";
+import { captureLogs } from "../support/logs.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { collect } from "../support/events.js";
 
@@ -91,17 +91,6 @@ it("a worker with a connection string holds at most 6 connections: a pool of 4, 
   expect(Math.max(...samples)).toBe(6);
 });
 
-/** JSON log lines a logger wrote. */
-function captureLogs() {
-  const lines: Record<string, unknown>[] = [];
-  const stream = new Writable({
-    write(chunk, _encoding, done) {
-      for (const text of String(chunk).split("\n")) if (text) lines.push(JSON.parse(text));
-      done();
-    },
-  });
-  return { lines, logger: pino({ level: "debug" }, stream) };
-}
 
 const noop = defineTask({ name: "noop", payload: z.object({}), run: () => {} });
 

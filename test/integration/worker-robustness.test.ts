@@ -6,7 +6,6 @@
  * with a gated pool (test/support/gated-pool.ts) and awaited through events.
  */
 import { setImmediate as tick } from "node:timers/promises";
-import { Writable } from "node:stream";
 import { pino } from "pino";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
@@ -14,6 +13,7 @@ import { createClient, createWorker, defineTask, type Client, type Worker, type 
 import { toQueryable, type Queryable } from "../../src/executor.js";
 import { jobClaim, jobCompleteAndClaim } from "../../src/sql/jobs.js";
 import { ERROR_MESSAGE_MAX, OutcomeBatcher } from "../../src/worker/outcome-batcher.js";
+import { captureLogs } from "../support/logs.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { collect, next } from "../support/events.js";
 import { GatedPool } from "../support/gated-pool.js";
@@ -40,17 +40,6 @@ function gatedPool() {
   return pool;
 }
 
-/** JSON log lines the worker wrote. */
-function captureLogs() {
-  const lines: Record<string, unknown>[] = [];
-  const stream = new Writable({
-    write(chunk, _encoding, done) {
-      for (const text of String(chunk).split("\n")) if (text) lines.push(JSON.parse(text));
-      done();
-    },
-  });
-  return { lines, logger: pino({ level: "debug" }, stream) };
-}
 
 function startWorker(options: Partial<WorkerOptions> & Pick<WorkerOptions, "tasks">): Worker {
   const worker = createWorker({ logger: pino({ level: "silent" }), ...options, ...(options.pool ? {} : { connectionString: db.url }) });
