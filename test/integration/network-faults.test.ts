@@ -216,9 +216,12 @@ describe("network faults between workers and PostgreSQL", () => {
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
     for (const port of ports) await net.dropReplies(port);
-    // Due in 2 s: the NOTIFY arms the worker's timer; its claim then goes out on an idle
-    // pool connection whose answers are dropped.
-    const first = await enqueue(10, 1, new Date(Date.now() + 2000));
+    // And no new connection: the claim that commits can only be one that goes unanswered.
+    await net.blockNewConnections();
+    // Due now: the NOTIFY (its LISTEN connection still answers) wakes the worker, and its
+    // claim, which sees the committed jobs, goes out on an idle pool connection whose
+    // answers are dropped.
+    const first = await enqueue(10, 1);
 
     // The claim reached the database and committed; its answer never came back.
     await until("select count(*) > 0 as ok from punctual.jobs where locked_by = 'inside-c'");

@@ -22,6 +22,8 @@ export interface TestNetwork {
   partition(): Promise<void>;
   /** Drops only the database's answers on one connection (by its port inside the namespace): requests still arrive. */
   dropReplies(innerPort: number): Promise<void>;
+  /** Drops the namespace's new connection attempts (SYNs); established ones carry on. */
+  blockNewConnections(): Promise<void>;
   /** Drops both ways the packets of one connection, by its port inside the namespace. */
   dropConnection(innerPort: number): Promise<void>;
   /** Removes every fault. */
@@ -76,6 +78,7 @@ export async function createTestNetwork(databaseUrl: string): Promise<TestNetwor
         await nft(`add rule inet ${table} input iifname "${outer}" drop`);
         await nft(`add rule inet ${table} output oifname "${outer}" drop`);
       },
+      blockNewConnections: () => nft(`add rule inet ${table} input iifname "${outer}" tcp flags & (syn|ack) == syn drop`),
       dropReplies: (port) => nft(`add rule inet ${table} output oifname "${outer}" tcp dport ${port} drop`),
       dropConnection: async (port) => {
         await nft(`add rule inet ${table} input iifname "${outer}" tcp sport ${port} drop`);
