@@ -78,7 +78,8 @@ export async function startEmbedded(options: DevDatabaseOptions, log: (message: 
   return { url: server.url, source: "embedded", stop: () => server.stop(), start: () => server.start() };
 }
 
-function freePort(): Promise<number> {
+/** A TCP port free on 127.0.0.1 right now. */
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const probe = createServer();
     probe.once("error", reject);
