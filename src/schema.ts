@@ -82,6 +82,17 @@ export const jobs = punctualSchema.table(
     slotAt: timestamptz("slot_at"),
     /** True when the row comes from a declared schedule list (reconciled at start). */
     declared: boolean("declared").notNull().default(false),
+    /**
+     * The trace context of the code that enqueued the job (W3C `traceparent` and
+     * `tracestate`), kept when OpenTelemetry was active there: the job's run span links
+     * to it. Null when there was none.
+     */
+    traceContext: jsonb("trace_context"),
+    /**
+     * What the last attempt left for operators: a handler's return value, or a built-in
+     * task's record (the HTTP task's status, duration and body excerpt). Bounded in size.
+     */
+    result: jsonb("result"),
   },
   (t) => [
     // The claim path: only pending rows are indexed, so finished and running rows cost
