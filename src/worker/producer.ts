@@ -449,8 +449,8 @@ export class Producer {
   /**
    * Hands buffered jobs back to pending: those that waited longer than the hold bound
    * or whose cancel was requested, or (`all`, on stop) every one. Their attempt is given
-   * back. A hand-back the database refused is tried again at the next tick; their
-   * leases are kept meanwhile.
+   * back. A hand-back that fails is not tried again: those jobs are left to the lease
+   * rescuer (see the catch below).
    */
   private handBack(all: boolean): Promise<void> {
     if (this.handingBack) return this.handingBack;
@@ -483,13 +483,22 @@ export class Producer {
         // Room again: the claim loop may claim (the most urgent jobs, now).
         if (!all) this.wakeIfRoom();
       } catch (error) {
+        // Never sent again: a hand-back whose answer did not come may have committed, or
+        // may still (a statement stuck in a dead socket arrives when the network heals).
+        // Sent again, one of the two could find the job claimed anew by this worker in
+        // the same attempt (the first gave the attempt back) and hand back a job that
+        // runs. Left alone, their leases run out and the rescuer takes them back (the
+        // attempt counts, as for a worker that died).
         this.hooks.error(error);
-        if (all) {
-          this.logger.error(
-            { jobs: batch.map((b) => b.entry.job.id) },
-            "could not hand buffered jobs back; they run again once their lease expires",
-          );
+        for (const b of batch) {
+          this.returning.delete(b.entry);
+          b.entry.released = true;
+          this.leases.drop(b.entry);
         }
+        this.logger.warn(
+          { jobs: batch.map((b) => b.entry.job.id) },
+          "could not hand buffered jobs back; they run again once their lease expires",
+        );
       } finally {
         this.handingBack = null;
       }

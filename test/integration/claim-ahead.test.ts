@@ -7,6 +7,7 @@
  * learns that its slot starts jobs quickly and claims ahead), then a job whose handler
  * blocks until the test opens its gate, so the jobs claimed behind it wait in the buffer.
  */
+import pg from "pg";
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
@@ -128,6 +129,46 @@ describe("a full buffer", () => {
     expect(rows[0].state).toBe("running");
     open();
     await waitForRows("select count(*) as n from punctual.jobs where state = 'succeeded' and attempts = 1", [], (n) => n === 231);
+  });
+
+  it("a hand-back whose answer is lost is not sent again: its jobs wait out their lease and each runs once", async () => {
+    // The first hand-back commits, and its answer never comes (the connection dies). Sent
+    // again, it could find those jobs claimed anew by this worker in the same attempt
+    // (the first gave it back) and hand back jobs that run.
+    const handBacks: string[][] = [];
+    class AnswerLosingPool extends pg.Pool {
+      override query(...args: unknown[]): never {
+        const [config, values] = args as [pg.QueryConfig, unknown[] | undefined];
+        const ran = (super.query as (c: unknown, v?: unknown) => Promise<unknown>)(config, values);
+        if (!config.text.includes("greatest(j.attempts - 1, 0)")) return ran as never;
+        const [ids, attempts] = (config.values ?? values ?? []).slice(1) as [number[], number[]];
+        handBacks.push(ids.map((id, i) => `${id}/${attempts[i]}`));
+        if (handBacks.length > 1) return ran as never;
+        return ran.then(() => Promise.reject(new Error("Connection terminated unexpectedly"))) as never;
+      }
+    }
+    const pool = new AnswerLosingPool({ connectionString: h.db.url, max: 6 });
+    pool.on("error", () => {});
+    const { open, opened } = gate();
+    const starts: number[] = [];
+    const task = workTask(opened, starts);
+    const { behindIds } = await enqueueWarmBlockBehind(task, 200, 30);
+    const worker = h.startWorker({ pool, tasks: [task], concurrency: 1, prefetch: 20, workerId: "loser", bufferHoldMs: 300, leaseMs: 1000, rescueIntervalMs: 50 });
+    const [buffered] = await waitForRows(BUFFERED, ["loser", behindIds], (n) => n > 0);
+    // Handed back (the statement committed), though the worker never heard so.
+    await waitForRows(
+      "select count(*) as n from punctual.jobs where id = any($1) and state = 'pending' and attempts = 0",
+      [buffered.ids],
+      (n) => n === buffered.ids.length,
+    );
+    open();
+    await waitForRows("select count(*) as n from punctual.jobs where state = 'succeeded'", [], (n) => n === 231);
+    await worker.stop();
+    await pool.end();
+    // No hand-back of a job's attempt went out twice, and no job started twice.
+    const sent = handBacks.flat();
+    expect(new Set(sent).size).toBe(sent.length);
+    expect(new Set(starts).size).toBe(starts.length);
   });
 
   it("a cancel of a buffered job ends it cancelled without starting it", async () => {
