@@ -178,6 +178,8 @@ export class Worker extends EventEmitter<WorkerEvents> {
   private readonly producer: Producer;
   private started = false;
   private stopping = false;
+  /** Whether "worker started" was logged: at the first claim that answered. */
+  private announced = false;
 
   constructor(options: WorkerOptions) {
     super();
@@ -289,7 +291,21 @@ export class Worker extends EventEmitter<WorkerEvents> {
         launch: (row, entry, handlerDone) =>
           // The claim only returns tasks this worker knows.
           this.runner.run(this.registry.get(row.task)!, row, entry.job, entry, this.logger, handlerDone),
-        poll: (info) => this.emit("worker:poll", info),
+        poll: (info) => {
+          if (!this.announced) {
+            this.announced = true;
+            this.logger.info(
+              {
+                queues: this.options.queues,
+                tasks: this.registry.names(),
+                concurrency: this.options.concurrency,
+                prefetch: this.options.prefetch,
+              },
+              "worker started",
+            );
+          }
+          this.emit("worker:poll", info);
+        },
         lostBuffered: (entry) => {
           this.logger.warn({ job: entry.job.id }, "a buffered job was no longer leased to this worker when handed back");
           this.emit("job:lost", entry.job);
@@ -338,15 +354,9 @@ export class Worker extends EventEmitter<WorkerEvents> {
         );
       }
     }
-    this.logger.info(
-      {
-        queues: this.options.queues,
-        tasks: this.registry.names(),
-        concurrency: this.options.concurrency,
-        prefetch: this.options.prefetch,
-      },
-      "worker started",
-    );
+    // "worker started" once its first claim has answered (see the producer's poll hook):
+    // a worker that cannot reach its database says that instead.
+    this.logger.debug("worker starting");
     this.wakeups.start();
     for (const service of this.maintenance) service.start();
     this.leases.start();

@@ -13,6 +13,7 @@ import type { WorkerHealth } from "../../src/worker/worker.js";
 import { startEmbedded, type EmbeddedDatabase } from "../../dev/database.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { collect, next } from "../support/events.js";
+import { captureLogs } from "../support/logs.js";
 import { spawnTs } from "../support/spawn.js";
 import { hello } from "../fixtures/cli-tasks.js";
 
@@ -157,8 +158,9 @@ describe("metrics", () => {
 
   it("a worker started against an unreachable database reports not ready, and says why", async () => {
     const task = defineTask({ name: "t", payload: z.object({}), run: () => {} });
+    const logs = captureLogs();
     // Nothing listens on port 1: every connection is refused.
-    const worker = createWorker({ connectionString: "postgres://nobody@127.0.0.1:1/none", tasks: [task], pollIntervalMs: 50, logger: silent });
+    const worker = createWorker({ connectionString: "postgres://nobody@127.0.0.1:1/none", tasks: [task], pollIntervalMs: 50, logger: logs.logger });
     onTestFinished(() => worker.stop());
     const { base } = await serve(worker, { queueStats: { intervalMs: 0 } });
     const down = next(worker, "worker:database", ({ reachable }) => !reachable);
@@ -175,6 +177,9 @@ describe("metrics", () => {
     expect([...samples.keys()].filter((k) => k.startsWith("punctual_queue_") && !k.startsWith("punctual_queue_stats"))).toEqual([]);
     expect(samples.get("punctual_queue_stats_errors_total")).toBeGreaterThanOrEqual(1);
     expect(samples.get("punctual_worker_ready")).toBe(0);
+    // Its log says the database is unreachable, never that the worker started.
+    expect(logs.lines.some((l) => String(l.msg).startsWith("database unreachable"))).toBe(true);
+    expect(logs.lines.map((l) => l.msg)).not.toContain("worker started");
   });
 
   it("the readiness rules", () => {
