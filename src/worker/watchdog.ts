@@ -50,6 +50,7 @@ export class Watchdog {
 
   /** `pool`, with every statement bounded. */
   guard(pool: pg.Pool): StatementPool {
+    resetAbandoned(pool);
     return { query: (config) => this.run(pool, config) };
   }
 
@@ -77,8 +78,8 @@ export class Watchdog {
     const sentAt = Date.now();
     try {
       // pg's per-statement read timeout: when it passes, pool.query releases the
-      // client with the error, and the pool ends it by destroying its socket (a
-      // client whose statement is in flight cannot be ended politely).
+      // client with the error, and the pool ends it (a client whose statement is in
+      // flight cannot be ended politely), its socket reset (see resetAbandoned).
       const result = await pool.query({ ...config, query_timeout: this.boundMs } as pg.QueryConfig);
       this.observe(undefined, sentAt);
       return result;
@@ -89,4 +90,28 @@ export class Watchdog {
       throw error;
     }
   }
+}
+
+const resetting = new WeakSet<pg.Pool>();
+
+/**
+ * Makes `pool` drop the connection of a statement that timed out with a TCP RST, just
+ * before it ends that client. Closed the usual way, the kernel would go on sending what
+ * the socket still held (that statement, stuck in a partition) once the network
+ * healed, and the database would run a statement the worker had given up on: a claim
+ * of jobs nobody runs until their lease expires. (A TLS socket cannot be reset: it is
+ * destroyed as before.)
+ */
+function resetAbandoned(pool: pg.Pool) {
+  if (resetting.has(pool)) return;
+  resetting.add(pool);
+  pool.on("release", (error: Error | undefined, client: pg.PoolClient) => {
+    if (error?.message !== "Query read timeout") return;
+    const stream = (client as unknown as { connection?: { stream?: { resetAndDestroy?(): void; destroy(): void } } }).connection?.stream;
+    try {
+      stream?.resetAndDestroy?.();
+    } catch {
+      stream?.destroy();
+    }
+  });
 }
