@@ -4,6 +4,7 @@
  *
  *   punctual migrate
  *   punctual worker --tasks ./dist/tasks.js [--concurrency 20] [--queues default,emails] [--migrate]
+ *   punctual dashboard [--port 4000] [--host 127.0.0.1] [--read-only] [--token T | --basic-auth user:pass]
  *
  * The database is `DATABASE_URL` (or `--database-url`); migrations may take a direct
  * URL of their own (`--migrate-url`, `DATABASE_DIRECT_URL`) when that one is pooled.
@@ -20,6 +21,8 @@ import { createWorker } from "../worker/worker.js";
 import { createMetrics } from "../metrics/metrics.js";
 import { listenMetrics } from "../metrics/server.js";
 import { isOpsCommand, OPS_COMMANDS, runOpsCommand } from "./ops.js";
+import { integerFlag as rangedFlag, parseFlags, UsageError as FlagError } from "./args.js";
+import { startDashboard } from "../dashboard/server.js";
 
 const USAGE = `usage:
   punctual migrate [--database-url URL] [--migrate-url URL]
@@ -28,6 +31,8 @@ const USAGE = `usage:
                   [--lease MS] [--retention DURATION|off] [--poll-only] [--no-prepare]
                   [--shutdown-timeout MS] [--migrate [--migrate-url URL]] [--database-url URL]
                   [--metrics-port PORT [--metrics-host HOST]]
+  punctual dashboard [--port 4000] [--host 127.0.0.1] [--read-only] [--database-url URL]
+                     [--token T | --basic-auth user:pass]
 
 --poll-only: no LISTEN connection (for PgBouncer in transaction mode).
 --no-prepare: no prepared statements (for PgBouncer in transaction mode before 1.21,
@@ -40,6 +45,10 @@ DATABASE_DIRECT_URL, else the database URL.
 --metrics-host (default 127.0.0.1; 0.0.0.0 in a pod, for its probes).
 SIGTERM/SIGINT: stop claiming, let running jobs finish within --shutdown-timeout
 (default 10000), hand the rest back to pending, exit 0. A second signal exits at once.
+
+dashboard: the web dashboard, on 127.0.0.1 unless --host says otherwise; an address
+beyond loopback (0.0.0.0 in a container) needs --token (or PUNCTUAL_DASHBOARD_TOKEN) or
+--basic-auth (or PUNCTUAL_DASHBOARD_BASIC_AUTH). --read-only: no actions.
 
 MODULE exports tasks made with defineTask (named exports, or a default array).
 The database is DATABASE_URL unless --database-url is given.`;
@@ -146,6 +155,7 @@ function durationFlag(flag: string, value: string | undefined): number | undefin
 async function main(argv: string[]): Promise<number> {
   // The operator commands (src/cli/ops.ts) take flags and arguments of their own.
   if (isOpsCommand(argv[0])) return runOpsCommand(argv[0], argv.slice(1));
+  if (argv[0] === "dashboard") return runDashboard(argv.slice(1));
   const { values, positionals } = parseCommandLine(argv);
   const [command] = positionals;
   if (values.help || !command) {
@@ -227,6 +237,56 @@ async function main(argv: string[]): Promise<number> {
     };
     process.on("SIGTERM", onSignal);
     process.on("SIGINT", onSignal);
+  });
+  return 0;
+}
+
+const DASHBOARD_FLAGS = {
+  "database-url": { type: "string" },
+  port: { type: "string" },
+  host: { type: "string" },
+  "read-only": { type: "boolean" },
+  token: { type: "string" },
+  "basic-auth": { type: "string" },
+  help: { type: "boolean", short: "h" },
+} as const satisfies ParseArgsConfig["options"];
+
+/** `punctual dashboard`: serves until SIGTERM or SIGINT, then closes and exits 0. Bad flags, or a non-loopback host without auth: exit 2. */
+async function runDashboard(argv: string[]): Promise<number> {
+  let running;
+  try {
+    const { values, positionals } = parseFlags(argv, DASHBOARD_FLAGS);
+    if (values.help) {
+      console.log(USAGE);
+      return 0;
+    }
+    if (positionals.length) throw new FlagError(`unexpected argument "${positionals[0]}"`);
+    const token = (values.token as string | undefined) ?? (process.env.PUNCTUAL_DASHBOARD_TOKEN || undefined);
+    const basic = (values["basic-auth"] as string | undefined) ?? (process.env.PUNCTUAL_DASHBOARD_BASIC_AUTH || undefined);
+    const colon = basic?.indexOf(":") ?? -1;
+    if (basic !== undefined && (colon < 1 || colon === basic.length - 1)) throw new FlagError("--basic-auth must be user:password");
+    const port = rangedFlag("port", values.port as string | undefined, 0, 65_535) ?? 4000;
+    const databaseUrl = postgresUrl("--database-url", values["database-url"] as string | undefined) ?? process.env.DATABASE_URL;
+    if (!databaseUrl) return noDatabaseUrl();
+    const auth = token || basic ? { token, ...(basic ? { username: basic.slice(0, colon), password: basic.slice(colon + 1) } : {}) } : undefined;
+    running = await startDashboard({ connectionString: databaseUrl, port, host: values.host as string | undefined, readOnly: values["read-only"] === true, auth });
+  } catch (error) {
+    if (!(error instanceof FlagError || error instanceof ValidationError || error instanceof UsageError)) throw error;
+    // "host: refusing ..." as "--host: refusing ...": the flag the user typed.
+    const message = error instanceof ValidationError ? `--${error.message}` : error.message;
+    console.error(`punctual dashboard: ${message} (see punctual --help)`);
+    return 2;
+  }
+  const logger = createLogger();
+  logger.info({ url: running.url }, "dashboard listening");
+  const dashboard = running;
+  await new Promise<void>((resolve) => {
+    const onSignal = (signal: NodeJS.Signals) => {
+      logger.info({ signal }, "dashboard closing");
+      void dashboard.close().then(resolve);
+    };
+    process.once("SIGTERM", onSignal);
+    process.once("SIGINT", onSignal);
   });
   return 0;
 }

@@ -40,6 +40,17 @@ export interface ActionResult {
 /** Rows a bulk action changes per statement: short transactions, short row locks. */
 export const ACTION_BATCH = 1000;
 
+/**
+ * The states each action applies to: a target's jobs in other states are skipped, and a
+ * bulk action reads only its filter's jobs in these states (the dashboard counts them
+ * for its confirmation).
+ */
+export const ACTION_STATES = {
+  retry: ["failed"],
+  cancel: ["pending", "running"],
+  runNow: ["pending"],
+} as const satisfies Record<string, readonly JobState[]>;
+
 /** How often a retry batch runs again after racing an enqueue of the same key. */
 const KEY_RACE_RETRIES = 3;
 
@@ -61,7 +72,7 @@ const KEY_RACE_RETRIES = 3;
  * await retryJobs(pool, { filter: { state: "failed", task: "send-email", finishedWithinMs: 3_600_000 } });
  */
 export async function retryJobs(executor: Executor, target: ActionTarget): Promise<ActionResult> {
-  return act(executor, target, ["failed"], retryBatch);
+  return act(executor, target, ACTION_STATES.retry, retryBatch);
 }
 
 /**
@@ -84,7 +95,7 @@ export async function cancelJobs(executor: Executor, target: ActionTarget): Prom
     // No live job: say what the key's newest job is, if it has one.
     return skippedAsIs(db, key, "not pending or running");
   }
-  return act(executor, target, ["pending", "running"], cancelBatch);
+  return act(executor, target, ACTION_STATES.cancel, cancelBatch);
 }
 
 /**
@@ -98,7 +109,7 @@ export async function cancelJobs(executor: Executor, target: ActionTarget): Prom
  * await runNow(pool, { key: "weekly-report" });
  */
 export async function runNow(executor: Executor, target: ActionTarget): Promise<ActionResult> {
-  return act(executor, target, ["pending"], runNowBatch);
+  return act(executor, target, ACTION_STATES.runNow, runNowBatch);
 }
 
 type Batch = (db: Queryable, ids: number[]) => Promise<ActionResult>;
@@ -109,7 +120,7 @@ type Batch = (db: Queryable, ids: number[]) => Promise<ActionResult>;
  * the filter's own states), newest first, `ACTION_BATCH` at a time, keyset by id, so a
  * job the action puts back to where the filter finds it is not met twice.
  */
-async function act(executor: Executor, target: ActionTarget, states: JobState[], batch: Batch): Promise<ActionResult> {
+async function act(executor: Executor, target: ActionTarget, states: readonly JobState[], batch: Batch): Promise<ActionResult> {
   const db = toQueryable(executor);
   if (!("filter" in target)) {
     const id = await resolveJobRef(db, target);
