@@ -9,6 +9,7 @@ import { jobRemoveUndeclared, jobScheduleMany, scheduleLockReconcile, type Sched
 import { jobEnqueueOne, ONE_ROW_PAYLOAD_MAX_CHARS } from "./sql/enqueue-one.js";
 import { toJob, type Job } from "./job.js";
 import { storableString } from "./json.js";
+import { loadedTracing, loadTracing } from "./otel.js";
 import { durationSchema, type Duration } from "./schedule/duration.js";
 import { KEY_MAX_LENGTH, PRIORITY_MAX, PRIORITY_MIN, type JobState } from "./schema.js";
 import {
@@ -157,6 +158,22 @@ const jobOptionsSchema = jobOptionsShape.refine((o) => o.runAt === undefined || 
 
 const onConflictSchema = z.enum(["replace", "keep"]).default("replace");
 
+/** A job checked and turned into its row, with its payload's JSON text. */
+type PreparedJob = { insert: JobInsert; payload: string };
+
+const JOB_OPTION_NAMES = new Set(Object.keys(jobOptionsShape.shape));
+
+/** True when a job gives no option (none, or only known ones left undefined): nothing to check. */
+function noOptions(rest: Record<string, unknown>): boolean {
+  for (const name in rest) if (rest[name] !== undefined || !JOB_OPTION_NAMES.has(name)) return false;
+  return true;
+}
+
+/** The result of an enqueue row the statement saw (its id is known). */
+function enqueueResultOf(row: EnqueueRow): EnqueueResult {
+  return { id: Number(row.id), key: row.key, state: row.state!, runAt: row.run_at!, outcome: row.outcome };
+}
+
 const scheduleOptionsSchema = jobOptionsShape
   .pick({ queue: true, priority: true, maxAttempts: true })
   .extend({
@@ -204,6 +221,8 @@ export class Client {
     } else {
       this.executor = options.executor;
     }
+    // Starts the one import of OpenTelemetry (a no-op without it) before the first enqueue.
+    void loadTracing();
   }
 
   /**
@@ -222,6 +241,8 @@ export class Client {
     const { executor, onConflict, ...jobOptions } = options;
     const conflict = onConflictSchema.safeParse(onConflict);
     if (!conflict.success) throw zodError("onConflict", conflict.error);
+    // The caller's OpenTelemetry span, if any, for the run span's link (src/otel.ts).
+    const traceContext = (loadedTracing() ?? (await loadTracing())).activeTraceContext();
     // Checked exactly as enqueueMany checks a one-job batch (fields named without a prefix).
     const { insert, payload: payloadJson } = await this.prepareJob({ task, payload, ...jobOptions }, (field) => field, "");
     const db = this.queryable(executor);
@@ -229,8 +250,8 @@ export class Client {
     // size check may refuse it (see ONE_ROW_PAYLOAD_MAX_CHARS).
     const row =
       payloadJson.length <= ONE_ROW_PAYLOAD_MAX_CHARS
-        ? await jobEnqueueOne(db, insert, payloadJson, conflict.data)
-        : (await jobEnqueueMany(db, [insert], [payloadJson], conflict.data))[0]!;
+        ? await jobEnqueueOne(db, insert, payloadJson, conflict.data, traceContext)
+        : (await jobEnqueueMany(db, [insert], [payloadJson], conflict.data, traceContext))[0]!;
     return this.enqueueResult(db, row);
   }
 
@@ -250,6 +271,7 @@ export class Client {
     if (!conflict.success) throw zodError("onConflict", conflict.error);
     if (!Array.isArray(jobs)) throw new ValidationError("jobs", "must be an array");
     if (jobs.length === 0) return [];
+    const traceContext = (loadedTracing() ?? (await loadTracing())).activeTraceContext();
     const single = jobs.length === 1;
     const inserts: JobInsert[] = [];
     const payloads: string[] = [];
@@ -257,15 +279,18 @@ export class Client {
     // One job after the other, so the first bad one (by index) is the one named.
     for (const [i, spec] of jobs.entries()) {
       const at = (field: string) => (single ? field : `jobs.${i}.${field}`);
-      const job = await this.prepareJob(spec, at, single ? "" : `jobs.${i}`, (key) => {
+      const prepared = this.prepareJob(spec, at, single ? "" : `jobs.${i}`, (key) => {
         if (keys.has(key)) throw new ValidationError(at("key"), `"${key}" appears twice in one batch (also jobs.${keys.get(key)})`);
         keys.set(key, i);
       });
+      // Awaited only for an async validator: a thousand awaits cost more than the checks.
+      const job = prepared instanceof Promise ? await prepared : prepared;
       payloads.push(job.payload);
       inserts.push(job.insert);
     }
     const db = this.queryable(options.executor);
-    const rows = await jobEnqueueMany(db, inserts, payloads, conflict.data);
+    const rows = await jobEnqueueMany(db, inserts, payloads, conflict.data, traceContext);
+    if (rows.every((row) => row.id !== null)) return rows.map(enqueueResultOf);
     return Promise.all(rows.map((row) => this.enqueueResult(db, row)));
   }
 
@@ -275,19 +300,27 @@ export class Client {
    * JSON, and the schema again after a JSON round trip; awaited for an async
    * validator) and the due time.
    */
-  private async prepareJob(
+  private prepareJob(
     spec: JobSpec,
     at: (field: string) => string,
     prefix: string,
     checkKey?: (key: string) => void,
-  ): Promise<{ insert: JobInsert; payload: string }> {
+  ): PreparedJob | Promise<PreparedJob> {
     const { task: taskRef, payload, ...rest } = spec;
     const task = this.registry.resolve(taskRef, at("task"));
-    const parsed = jobOptionsSchema.safeParse(rest);
-    if (!parsed.success) throw zodError(prefix, parsed.error);
-    const opts = parsed.data;
+    let opts: z.output<typeof jobOptionsSchema> = {};
+    if (!noOptions(rest)) {
+      const parsed = jobOptionsSchema.safeParse(rest);
+      if (!parsed.success) throw zodError(prefix, parsed.error);
+      opts = parsed.data;
+    }
     if (opts.key !== undefined) checkKey?.(opts.key);
-    const payloadJson = await payloadToJson(task, payload, at("payload"));
+    const payloadJson = payloadToJson(task, payload, at("payload"));
+    if (payloadJson instanceof Promise) return payloadJson.then((json) => this.jobRow(task, opts, json, at));
+    return this.jobRow(task, opts, payloadJson, at);
+  }
+
+  private jobRow(task: AnyTask, opts: z.output<typeof jobOptionsSchema>, payloadJson: string, at: (field: string) => string): PreparedJob {
     return {
       payload: payloadJson,
       insert: {
@@ -304,9 +337,7 @@ export class Client {
 
   /** An enqueue row as the caller sees it; a job kept by a row the statement could not see is read again. */
   private async enqueueResult(db: Queryable, row: EnqueueRow): Promise<EnqueueResult> {
-    if (row.id !== null) {
-      return { id: Number(row.id), key: row.key, state: row.state!, runAt: row.run_at!, outcome: row.outcome };
-    }
+    if (row.id !== null) return enqueueResultOf(row);
     // Kept, but the live job was committed after the statement's snapshot: read it again.
     const live = await jobGetLiveByKey(db, row.key!);
     if (!live) throw new Error(`punctual: the live job with key "${row.key}" vanished during enqueue; retry`);

@@ -38,7 +38,25 @@ export type {
 export { migrate } from "./migrate.js";
 export type { Executor } from "./executor.js";
 export type { Job } from "./job.js";
-export { LeaseLostError, PunctualError, UnknownTaskError, ValidationError } from "./errors.js";
+export {
+  LeaseLostError,
+  PermanentError,
+  PunctualError,
+  RETRY_AFTER_MAX_MS,
+  RetryAfterError,
+  UnknownTaskError,
+  ValidationError,
+} from "./errors.js";
+export type { HandlerErrorOptions } from "./errors.js";
+export { RESULT_MAX_BYTES } from "./worker/outcome-batcher.js";
+export { httpRequest, httpTask, HTTP_TASK_NAME, HTTP_RETRY_AFTER_MAX_MS } from "./http/task.js";
+export type { HttpTaskOptions } from "./http/task.js";
+export { httpRequestPayload, HTTP_METHODS } from "./http/payload.js";
+export type { HttpRequestPayload, StatusSpec } from "./http/payload.js";
+export type { HttpResult } from "./http/response.js";
+export type { AddressPolicyOptions } from "./http/address.js";
+export type { Lookup, LookupAddress } from "./http/connector.js";
+export type { SecretSource, Secrets } from "./http/secrets.js";
 export { jobs, jobState, punctualSchema, PRIORITY_MAX, PRIORITY_MIN, KEY_MAX_LENGTH } from "./schema.js";
 export type { JobRow, JobState } from "./schema.js";
 export { PAYLOAD_MAX_BYTES } from "./json.js";
@@ -57,3 +75,8 @@ export { cancelJobs, retryJobs, runNow } from "./ops/actions.js";
 export type { ActionResult, ActionTarget, ChangedJob, SkippedJob } from "./ops/actions.js";
 export { enqueueJson } from "./ops/enqueue.js";
 export type { EnqueueJsonOptions } from "./ops/enqueue.js";
+export { createDashboard } from "./dashboard/dashboard.js";
+export type { DashboardHandler, DashboardOptions } from "./dashboard/dashboard.js";
+export { startDashboard } from "./dashboard/server.js";
+export type { RunningDashboard, StartDashboardOptions } from "./dashboard/server.js";
+export type { DashboardAuth } from "./dashboard/security.js";

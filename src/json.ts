@@ -56,7 +56,16 @@ function escapeChar(char: string): string {
  * unstorable character appears in it escaped (`payload.a\u0000b`).
  */
 export function toJsonText(value: unknown, field = "payload"): string {
-  assertJsonSafe(value, [field], new Set());
+  return jsonText(value, field).text;
+}
+
+/**
+ * `toJsonText`, and whether `value` is plain JSON already: nothing in it that the JSON
+ * text writes differently (a `toJSON`, such as a Date's; a property that is
+ * `undefined`; an array hole), so `JSON.parse(text)` gives back an equal value.
+ */
+export function jsonText(value: unknown, field = "payload"): { text: string; plain: boolean } {
+  const plain = assertJsonSafe(value, [field], new Set());
   const text = JSON.stringify(value);
   if (text === undefined) throw new ValidationError(field, "is not a JSON value");
   // UTF-8 takes at most 3 bytes per UTF-16 code unit: a text this short cannot be over
@@ -67,7 +76,7 @@ export function toJsonText(value: unknown, field = "payload"): string {
       throw new ValidationError(field, `is ${bytes} bytes of JSON; the limit is ${PAYLOAD_MAX_BYTES}`);
     }
   }
-  return text;
+  return { text, plain };
 }
 
 /**
@@ -75,18 +84,18 @@ export function toJsonText(value: unknown, field = "payload"): string {
  * kept as a stack of keys and joined only for an error, as every value of every payload
  * passes through here and almost none is refused.
  */
-function assertJsonSafe(value: unknown, path: string[], ancestors: Set<object>): void {
+function assertJsonSafe(value: unknown, path: string[], ancestors: Set<object>): boolean {
   switch (typeof value) {
     case "string": {
       const problem = unstorableText(value);
       if (problem) throw refuse(path, problem);
-      return;
+      return true;
     }
     case "boolean":
-      return;
+      return true;
     case "number":
       if (!Number.isFinite(value)) throw refuse(path, `${value} is not representable in JSON`);
-      return;
+      return true;
     case "bigint":
       throw refuse(path, "a BigInt is not representable in JSON; pass a string or number");
     case "function":
@@ -95,7 +104,7 @@ function assertJsonSafe(value: unknown, path: string[], ancestors: Set<object>):
     case "undefined":
       throw refuse(path, "undefined is not representable in JSON");
   }
-  if (value === null) return;
+  if (value === null) return true;
   const object = value as object;
   if (ancestors.has(object)) throw refuse(path, "contains a cycle");
   const toJSON = (object as { toJSON?: unknown }).toJSON;
@@ -106,14 +115,18 @@ function assertJsonSafe(value: unknown, path: string[], ancestors: Set<object>):
     ancestors.add(object);
     assertJsonSafe(toJSON.call(object, last.slice(last.lastIndexOf(".") + 1)), path, ancestors);
     ancestors.delete(object);
-    return;
+    return false;
   }
   ancestors.add(object);
+  let plain = true;
   if (Array.isArray(object)) {
     for (let i = 0; i < object.length; i++) {
-      if (!(i in object)) continue; // a hole, skipped as forEach skips it
+      if (!(i in object)) {
+        plain = false; // a hole, skipped as forEach skips it (JSON writes null)
+        continue;
+      }
       path.push(String(i));
-      assertJsonSafe(object[i], path, ancestors);
+      if (!assertJsonSafe(object[i], path, ancestors)) plain = false;
       path.pop();
     }
   } else {
@@ -125,15 +138,19 @@ function assertJsonSafe(value: unknown, path: string[], ancestors: Set<object>):
     for (const k of Object.keys(record)) {
       const v = record[k];
       // Object properties that are undefined are simply absent in JSON, as users expect.
-      if (v === undefined) continue;
+      if (v === undefined) {
+        plain = false;
+        continue;
+      }
       const problem = unstorableText(k);
       if (problem) throw new ValidationError(`${path.join(".")}.${escapeText(k)}`, `the key ${problem}`);
       path.push(k);
-      assertJsonSafe(v, path, ancestors);
+      if (!assertJsonSafe(v, path, ancestors)) plain = false;
       path.pop();
     }
   }
   ancestors.delete(object);
+  return plain;
 }
 
 function refuse(path: string[], message: string): ValidationError {

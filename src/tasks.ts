@@ -1,7 +1,7 @@
 import type { z } from "zod";
 import type { Logger } from "pino";
 import { UnknownTaskError, ValidationError } from "./errors.js";
-import { toJsonText } from "./json.js";
+import { jsonText } from "./json.js";
 import type { Executor } from "./executor.js";
 import type { BackoffOptions } from "./worker/backoff.js";
 
@@ -128,8 +128,25 @@ export interface TaskDefinition<S extends PayloadSchema> extends TaskDefaults {
    * (it needs a cast for TypeScript).
    */
   payload: S;
-  /** The handler. Throwing (or rejecting) fails the attempt; it is retried while attempts remain. */
+  /**
+   * The handler. Throwing (or rejecting) fails the attempt; it is retried while attempts
+   * remain, after the backoff, unless the error says otherwise: `PermanentError` (or any
+   * error with `permanent: true`) fails the job at once, `RetryAfterError` (or any error
+   * with a numeric `retryAfterMs`) sets the delay. What it returns is stored when
+   * `storeResult` is set.
+   */
   run: (payload: PayloadOutput<S>, ctx: JobContext) => unknown | Promise<unknown>;
+  /**
+   * Keep what each attempt leaves in the row's `result` column, for operators: the
+   * handler's return value on success, the thrown error's `result` property on failure
+   * (`PermanentError` and `RetryAfterError` take one). JSON, at most `RESULT_MAX_BYTES`
+   * (8 KiB) of it; a larger value is stored as `{ truncated: true, bytes, preview }`,
+   * one JSON cannot carry as `{ unstorable: why }`. Each outcome replaces the last one's
+   * (null when the attempt left none). Default false: a handler's return value is often
+   * incidental (`run: (p) => mailer.send(p)`), and is not written to the table unless
+   * the task asks. A success recorded by `ctx.complete(tx)` stores none.
+   */
+  storeResult?: boolean;
 }
 
 /** A defined task: pass it to `enqueue` and to `createWorker({ tasks })`. */
@@ -312,7 +329,9 @@ function isThenable<T>(value: T | PromiseLike<T>): value is PromiseLike<T> {
 export function payloadToJson(task: AnyTask, payload: unknown, field = "payload"): string | Promise<string> {
   return andThen(parsePayload(task.payload, payload, field), (first) => {
     if (!first.success) throw first.error;
-    const text = toJsonText(payload, field);
+    const { text, plain } = jsonText(payload, field);
+    // Plain JSON comes back from its text as it went in: the check above holds for it.
+    if (plain) return text;
     return andThen(parsePayload(task.payload, JSON.parse(text), field), (again) => {
       if (!again.success) throw new ValidationError(field, `does not survive JSON: ${again.error.message}`);
       return text;

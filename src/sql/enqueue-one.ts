@@ -15,6 +15,7 @@
  * a replaced one), and a running job, or any live job under "keep", is left alone.
  */
 import type { Queryable } from "../executor.js";
+import type { TraceCarrier } from "../otel.js";
 import type { EnqueueRow, JobInsert } from "./jobs.js";
 
 /**
@@ -29,8 +30,9 @@ export const ONE_ROW_PAYLOAD_MAX_CHARS = 16_384;
 
 /**
  * Parameters: $1 task, $2 payload (JSON text), $3 queue, $4 key, $5 priority, $6 run_at
- * (null: now(), by the database's clock), $7 max_attempts, $8 on_conflict. Null fields
- * take enqueue_many's defaults. A JSON null payload is stored as '{}', as enqueue_many
+ * (null: now(), by the database's clock), $7 max_attempts, $8 on_conflict, $9
+ * trace_context (JSON text, null without OpenTelemetry). Null fields take
+ * enqueue_many's defaults. A JSON null payload is stored as '{}', as enqueue_many
  * stores it (jsonb_to_record reads it as SQL NULL, which its coalesce replaces).
  *
  * The result is at most one row: the written row, or else the live row with the key
@@ -40,9 +42,9 @@ export const ONE_ROW_PAYLOAD_MAX_CHARS = 16_384;
  * it again, as it does for enqueue_many's null id.
  */
 const ENQUEUE_ONE = `with written as (
-  insert into punctual.jobs as t (task, payload, queue, key, priority, run_at, max_attempts)
+  insert into punctual.jobs as t (task, payload, queue, key, priority, run_at, max_attempts, trace_context)
   values ($1::text, coalesce(nullif($2::jsonb, 'null'), '{}'), coalesce($3::text, 'default'), $4::text,
-          coalesce($5::smallint, 0), coalesce($6::timestamptz, now()), coalesce($7::integer, 5))
+          coalesce($5::smallint, 0), coalesce($6::timestamptz, now()), coalesce($7::integer, 5), $9::jsonb)
   -- The partial unique index decides, not a SELECT: two racing enqueues of one key
   -- cannot both insert. The SET list is enqueue_many's, column for column.
   on conflict (key) where state in ('pending', 'running') do update
@@ -50,8 +52,8 @@ const ENQUEUE_ONE = `with written as (
         priority = excluded.priority, run_at = excluded.run_at, max_attempts = excluded.max_attempts,
         cron = excluded.cron, tz = excluded.tz, every_ms = excluded.every_ms,
         fixed_delay = excluded.fixed_delay, missed = excluded.missed, slot_at = excluded.slot_at,
-        declared = excluded.declared, attempts = 0, last_error = null, last_error_stack = null,
-        cancel_requested_at = null, updated_at = now()
+        declared = excluded.declared, trace_context = excluded.trace_context, attempts = 0,
+        last_error = null, last_error_stack = null, cancel_requested_at = null, updated_at = now()
     where $8::text = 'replace' and t.state = 'pending'
   returning t.id, t.key, t.state, t.run_at, t.xmax = 0 as inserted
 )
@@ -65,15 +67,16 @@ where live.key = $4::text and live.state in ('pending', 'running') and not exist
 /**
  * Enqueues one job in one statement (one commit outside a transaction), with the key
  * semantics of `jobEnqueueMany`. `payloadJson` is the payload's JSON text, validated by
- * the caller. Returns what `jobEnqueueMany` returns for a one-job batch: id null means
- * kept, by a live job that this statement could not see (read it with
- * `jobGetLiveByKey`).
+ * the caller; `traceContext` the caller's OpenTelemetry context, if any. Returns what
+ * `jobEnqueueMany` returns for a one-job batch: id null means kept, by a live job that
+ * this statement could not see (read it with `jobGetLiveByKey`).
  */
 export async function jobEnqueueOne(
   db: Queryable,
   job: JobInsert,
   payloadJson: string,
   onConflict: "replace" | "keep",
+  traceContext: TraceCarrier | null = null,
 ): Promise<EnqueueRow> {
   const rows = await db.query<EnqueueRow & Record<string, unknown>>(
     ENQUEUE_ONE,
@@ -88,6 +91,7 @@ export async function jobEnqueueOne(
       job.run_at ? job.run_at.toISOString() : null,
       job.max_attempts,
       onConflict,
+      traceContext && JSON.stringify(traceContext),
     ],
     "enqueue_one",
   );

@@ -6,6 +6,8 @@ import type { Queryable } from "../executor.js";
 import { JOB_COLUMNS } from "../job.js";
 import { PRIORITY_MAX, PRIORITY_MIN, type JobState } from "../schema.js";
 import type { MissedPolicy } from "../schedule/rule.js";
+import type { TraceCarrier } from "../otel.js";
+import { ONE_ROW_PAYLOAD_MAX_CHARS } from "./enqueue-one.js";
 
 /** One job for `jobEnqueueMany`, in the column names of `punctual.enqueue_many`. */
 export interface JobInsert {
@@ -28,14 +30,20 @@ export interface EnqueueRow {
 
 /**
  * Inserts jobs through `punctual.enqueue_many` (drizzle/0001_enqueue_functions.sql),
- * which holds the key semantics for SQL and TypeScript callers alike. `payloadsJson`
- * are already-serialised payloads, spliced into the array as raw JSON.
+ * which holds the key semantics for SQL and TypeScript callers alike: the jobs come
+ * checked by the client, so they skip its SQL checks (`enqueue_many_unchecked`,
+ * drizzle/0011), unless a payload is long enough for the database's size check to
+ * judge it otherwise than the client's (see ONE_ROW_PAYLOAD_MAX_CHARS). `payloadsJson`
+ * are already-serialised payloads, spliced into the array as raw JSON. `traceContext`,
+ * the caller's OpenTelemetry context (null without one), goes on every job written
+ * (drizzle/0010).
  */
 export async function jobEnqueueMany(
   db: Queryable,
   jobs: readonly JobInsert[],
   payloadsJson: readonly string[],
   onConflict: "replace" | "keep",
+  traceContext: TraceCarrier | null = null,
 ): Promise<EnqueueRow[]> {
   // Build the JSON array by hand so each payload's text is embedded once, verbatim,
   // instead of being parsed and serialised again.
@@ -44,9 +52,10 @@ export async function jobEnqueueMany(
     const head = JSON.stringify(fields);
     return `${head.slice(0, -1)}${head.length > 2 ? "," : ""}"payload":${payloadsJson[i]}}`;
   });
+  const checked = payloadsJson.some((json) => json.length > ONE_ROW_PAYLOAD_MAX_CHARS);
   return db.query<EnqueueRow & Record<string, unknown>>(
-    "select id, key, state, run_at, outcome from punctual.enqueue_many($1::jsonb, $2) order by ord",
-    [`[${elements.join(",")}]`, onConflict],
+    `select id, key, state, run_at, outcome from punctual.${checked ? "enqueue_many" : "enqueue_many_unchecked"}($1::jsonb, $2, $3::jsonb) order by ord`,
+    [`[${elements.join(",")}]`, onConflict, traceContext && JSON.stringify(traceContext)],
   );
 }
 
@@ -110,6 +119,8 @@ export interface ClaimedRow {
   slot_at: Date | null;
   /** Marked started by the claim (it takes a free slot at once); else it waits in the buffer. */
   started: boolean;
+  /** The enqueuer's W3C trace context (src/otel.ts), or null: what the run span links to. */
+  trace_context: TraceCarrier | null;
 }
 
 /**
@@ -168,7 +179,8 @@ function claimUpdate(limit: number) {
      )) with ordinality as c(id, pos)
      where j.id = c.id
      returning j.id, j.task, j.queue, j.payload, j.key, j.priority, j.run_at, j.attempts, j.max_attempts,
-               j.cron, j.tz, j.every_ms, j.fixed_delay, j.missed, j.slot_at, j.started_at is not null as started`;
+               j.cron, j.tz, j.every_ms, j.fixed_delay, j.missed, j.slot_at, j.started_at is not null as started,
+               j.trace_context`;
 }
 
 const claimValues = (p: ClaimParams) => [p.workerId, p.queues, p.tasks, p.leaseMs, p.startNow ?? p.limit];
@@ -201,14 +213,15 @@ export async function jobCompleteAndClaim(
   db: Queryable,
   params: ClaimParams,
   successes: readonly (HeldJob & NextOccurrence & StartedAgo)[],
-): Promise<{ claimed: ClaimedRow[]; completed: number[] }> {
-  const rows = await db.query<ClaimedRow & { done_ids: string[] | null } & Record<string, unknown>>(
+): Promise<{ claimed: ClaimedRow[]; completed: HeldJob[] }> {
+  const rows = await db.query<ClaimedRow & { done_ids: string[] | null; done_attempts: number[] | null } & Record<string, unknown>>(
     `with done as (${COMPLETE_UPDATE("$6")}),
      next as (${INSERT_NEXT_OCCURRENCE("done")}),
      claimed as (${claimUpdate(params.limit)})
      -- The completed ids once, on the first row only (not repeated on every claimed row).
-     select case when row_number() over (order by ${CLAIM_ORDER("c")}) = 1 then d.done_ids end as done_ids, c.*
-     from (select array_agg(id) as done_ids from done) as d
+     select case when row_number() over (order by ${CLAIM_ORDER("c")}) = 1 then d.done_ids end as done_ids,
+            case when row_number() over (order by ${CLAIM_ORDER("c")}) = 1 then d.done_attempts end as done_attempts, c.*
+     from (select array_agg(id) as done_ids, array_agg(attempts) as done_attempts from done) as d
      left join claimed as c on true
      order by ${CLAIM_ORDER("c")}`,
     [...claimValues(params), JSON.stringify(byId(successes))],
@@ -216,7 +229,7 @@ export async function jobCompleteAndClaim(
   );
   return {
     claimed: rows.filter((r) => r.id !== null),
-    completed: (rows[0]?.done_ids ?? []).map(Number),
+    completed: (rows[0]?.done_ids ?? []).map((id, i) => ({ id: Number(id), attempt: rows[0]!.done_attempts![i]! })),
   };
 }
 
@@ -252,9 +265,13 @@ const INSERT_NEXT_OCCURRENCE = (finished: string) => `
     -- No slot under an unchanged rule: the worker found the rule unusable; the schedule ends.
     and (f.next_slot is not null or not f.rule_unchanged)`;
 
-/** The outcomes in JSON parameter `param`, as rows `i` (open: callers add columns and close it). */
+/**
+ * The outcomes in JSON parameter `param`, as rows `i` (open: callers add columns and close it).
+ * `result` is absent from an outcome that has none (most): it reads as null, and the
+ * JSON parameter carries nothing for it.
+ */
 const outcomeInput = (param: string) => `jsonb_to_recordset(${param}::jsonb) as i(id bigint, attempt integer, next_slot timestamptz,
-  cron text, tz text, every_ms bigint, fixed_delay boolean, started_ago_ms integer`;
+  cron text, tz text, every_ms bigint, fixed_delay boolean, started_ago_ms integer, result jsonb`;
 
 /**
  * `started_at` of a job that started from the worker's buffer: the claim left it null,
@@ -286,11 +303,15 @@ const FENCED = (row: string, input: string) =>
 const RULE_UNCHANGED = `(j.cron, j.tz, j.every_ms, j.fixed_delay)
   is not distinct from (i.cron, i.tz, i.every_ms, i.fixed_delay) as rule_unchanged`;
 
-/** Marks running jobs of worker $1 succeeded; `input` is the JSON parameter of outcomes. */
+/**
+ * Marks running jobs of worker $1 succeeded; `input` is the JSON parameter of outcomes.
+ * `result` becomes this attempt's (null when it left none): the column holds what the
+ * last attempt left, never an earlier attempt's.
+ */
 const COMPLETE_UPDATE = (input: string) => `
   update punctual.jobs as j
   set state = 'succeeded', finished_at = now(), locked_by = null, locked_until = null, updated_at = now(),
-      ${STARTED_AT("j", "i")}
+      result = i.result, ${STARTED_AT("j", "i")}
   from ${outcomeInput(input)})
   where ${FENCED("j", "i")}
   returning j.*, i.next_slot, ${RULE_UNCHANGED}`;
@@ -312,9 +333,14 @@ export interface HeldJob {
   attempt: number;
 }
 
-/** An outcome's own fields beside the job: how long ago its handler started (null: its claim marked it started). */
+/**
+ * An outcome's own fields beside the job: how long ago its handler started (null: its
+ * claim marked it started), and what the attempt left for the `result` column (a JSON
+ * value already made storable; absent or undefined: none, and the column becomes null).
+ */
 export interface StartedAgo {
   started_ago_ms?: number | null;
+  result?: unknown;
 }
 
 /**
@@ -341,23 +367,23 @@ export async function jobCompleteMany(
   db: Queryable,
   workerId: string,
   jobs: readonly (HeldJob & NextOccurrence & StartedAgo)[],
-): Promise<({ id: number } & RunAgainAt)[]> {
-  const rows = await db.query<{ id: string; next_run_at: Date | null; db_now: Date }>(
+): Promise<(HeldJob & RunAgainAt)[]> {
+  const rows = await db.query<{ id: string; attempts: number; next_run_at: Date | null; db_now: Date }>(
     `with done as (${COMPLETE_UPDATE("$2")}),
      next as (${INSERT_NEXT_OCCURRENCE("done")} returning run_at)
-     select d.id, (select min(n.run_at) from next as n) as next_run_at, clock_timestamp() as db_now
+     select d.id, d.attempts, (select min(n.run_at) from next as n) as next_run_at, clock_timestamp() as db_now
      from done as d`,
     [workerId, JSON.stringify(byId(jobs))],
     "complete",
   );
-  return rows.map((r) => ({ id: Number(r.id), nextRunAt: r.next_run_at, dbNow: r.db_now }));
+  return rows.map((r) => ({ id: Number(r.id), attempt: r.attempts, nextRunAt: r.next_run_at, dbNow: r.db_now }));
 }
 
 /** One failed attempt for `jobFailMany`. */
 export interface JobFailure extends NextOccurrence, HeldJob, StartedAgo {
   message: string;
   stack: string | null;
-  /** Delay before the retry, when attempts remain. */
+  /** Delay before the retry, when attempts remain: an integer from 0 to 2^31 - 1. */
   retry_delay_ms: number;
   /** False for failures that no retry can fix (a payload that fails its schema). */
   retryable: boolean;
@@ -368,13 +394,13 @@ export interface JobFailure extends NextOccurrence, HeldJob, StartedAgo {
  * (and no cancel request) goes back to pending at now + its delay, keeping its slot;
  * otherwise it ends `failed`, or `cancelled` when a cancel was requested while it ran.
  * A periodic job that ends `failed` gets its next occurrence, as on success. The last
- * error is kept on the row either way. Returns one row per recorded job: its new state
- * and `run_at` (a retry's is when it runs again), and, the same on every row, the
- * earliest `run_at` of a job to run again (retry or next occurrence) and the
- * database's clock: see `RunAgainAt`.
+ * error is kept on the row either way, and `result` becomes this attempt's (null if
+ * none). Returns one row per recorded job: its new state and `run_at` (a retry's is
+ * when it runs again), and, the same on every row, the earliest `run_at` of a job to
+ * run again (retry or next occurrence) and the database's clock: see `RunAgainAt`.
  */
 export async function jobFailMany(db: Queryable, workerId: string, failures: readonly JobFailure[]) {
-  return db.query<{ id: string; state: JobState; run_at: Date; next_run_at: Date | null; db_now: Date }>(
+  return db.query<{ id: string; attempts: number; state: JobState; run_at: Date; next_run_at: Date | null; db_now: Date }>(
     `with failed as (
        update punctual.jobs as j
        set state = case
@@ -385,14 +411,14 @@ export async function jobFailMany(db: Queryable, workerId: string, failures: rea
              then now() + i.retry_delay_ms * interval '1 millisecond' else j.run_at end,
            finished_at = case when i.retryable and j.attempts < j.max_attempts and j.cancel_requested_at is null
              then null else now() end,
-           last_error = i.message, last_error_stack = i.stack,
+           last_error = i.message, last_error_stack = i.stack, result = i.result,
            locked_by = null, locked_until = null, updated_at = now(), ${STARTED_AT("j", "i")}
        from ${outcomeInput("$2")}, message text, stack text, retry_delay_ms integer, retryable boolean)
        where ${FENCED("j", "i")}
        returning j.*, i.next_slot, ${RULE_UNCHANGED}
      ),
      next as (${INSERT_NEXT_OCCURRENCE("(select * from failed where state = 'failed')")} returning run_at)
-     select id, state, run_at,
+     select id, attempts, state, run_at,
             (select min(again.run_at)
              from (select run_at from failed where state = 'pending' union all select run_at from next) as again) as next_run_at,
             clock_timestamp() as db_now
@@ -407,16 +433,16 @@ export async function jobFailMany(db: Queryable, workerId: string, failures: rea
  * claim's attempt is given back. Fenced like `jobCompleteMany`.
  */
 export async function jobPlaceMany(db: Queryable, workerId: string, placements: readonly (HeldJob & { slot: Date })[]) {
-  const rows = await db.query<{ id: string }>(
+  const rows = await db.query<{ id: string; attempt: number }>(
     `update punctual.jobs as j
      set state = 'pending', slot_at = p.slot, run_at = p.slot, attempts = greatest(j.attempts - 1, 0),
          locked_by = null, locked_until = null, started_at = null, updated_at = now()
      from jsonb_to_recordset($2::jsonb) as p(id bigint, attempt integer, slot timestamptz)
      where ${FENCED("j", "p")}
-     returning j.id`,
+     returning j.id, p.attempt`,
     [workerId, JSON.stringify(byId(placements))],
   );
-  return rows.map((r) => Number(r.id));
+  return rows.map((r): HeldJob => ({ id: Number(r.id), attempt: r.attempt }));
 }
 
 /**

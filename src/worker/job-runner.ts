@@ -1,9 +1,10 @@
 import type { Logger } from "../logger.js";
-import { LeaseLostError, ValidationError } from "../errors.js";
+import { handlerRetryDelayMs, isPermanentFailure, LeaseLostError, thrownResult, ValidationError } from "../errors.js";
 import { toQueryable } from "../executor.js";
 import { isMissed, nextOccurrence, nextRunAt } from "../schedule/next.js";
 import { ruleFromColumns, type Rule } from "../schedule/rule.js";
 import { jobCompleteMany, type ClaimedRow } from "../sql/jobs.js";
+import { loadedTracing, loadTracing } from "../otel.js";
 import { parsePayload, type AnyTask, type JobContext } from "../tasks.js";
 import { retryDelayMs, type BackoffOptions } from "./backoff.js";
 import type { OutcomeBatcher, RecordedState } from "./outcome-batcher.js";
@@ -45,7 +46,10 @@ export class JobRunner {
     private readonly outcomes: OutcomeBatcher,
     private readonly backoff: BackoffOptions,
     private readonly emit: Emit,
-  ) {}
+  ) {
+    // Starts the one import of OpenTelemetry (a no-op without it) before the first job.
+    void loadTracing();
+  }
 
   /**
    * `handlerDone` is called as soon as the handler returned (or the row was placed),
@@ -63,7 +67,9 @@ export class JobRunner {
     const logger = workerLogger.child({ job: job.id, task: job.task });
     const rule = ruleFromColumns(row);
     const fingerprint = { cron: row.cron, tz: row.tz, every_ms: row.every_ms, fixed_delay: row.fixed_delay };
-    let failure: { error: Error; retryable: boolean } | null = null;
+    let failure: { error: Error; retryable: boolean; retryAfterMs?: number; result?: unknown } | null = null;
+    /** What the handler returned: kept in the row's `result` when the task says `storeResult`. */
+    let returned: unknown;
     let late = false;
     /** The handler called `ctx.complete(tx)` and it found the job ours. */
     let completedInTransaction = false;
@@ -139,10 +145,19 @@ export class JobRunner {
             if (done.nextRunAt) this.outcomes.onRunAgainAt(done.nextRunAt, done.dbNow);
           },
         };
+        // With OpenTelemetry, the handler runs in a span of its own (src/otel.ts).
+        const tracing = loadedTracing() ?? (await loadTracing());
         try {
-          await task.run(parsed.data, ctx);
+          returned = await tracing.runJob(task, parsed.data, ctx, row.trace_context);
         } catch (thrown) {
-          failure = { error: toError(thrown), retryable: true };
+          // The error may steer the outcome: no retry (PermanentError), when to retry
+          // (RetryAfterError), what to keep in `result`.
+          failure = {
+            error: toError(thrown),
+            retryable: !isPermanentFailure(thrown),
+            retryAfterMs: handlerRetryDelayMs(thrown),
+            result: task.storeResult ? thrownResult(thrown) : undefined,
+          };
         }
       }
     }
@@ -151,7 +166,8 @@ export class JobRunner {
     if (entry.released) return;
     const next = { next_slot: this.nextSlot(rule, row, failure), ...fingerprint, started_ago_ms: startedAgo(entry) };
     if (!failure) {
-      let state = await this.outcomes.success({ id: job.id, attempt: job.attempt, ...next });
+      const result = task.storeResult ? returned : undefined;
+      let state = await this.outcomes.success({ id: job.id, attempt: job.attempt, ...next, ...(result !== undefined && { result }) });
       // Completed in the handler's transaction (`ctx.complete`): if it committed, the
       // row is no longer running and this fenced write, batched as usual, finds nothing
       // to do; that is the success. (If it rolled back, this write records the success,
@@ -161,7 +177,7 @@ export class JobRunner {
       this.report(job, state, null, logger, durationMs);
       return;
     }
-    const delay = retryDelayMs(job.attempt, task.backoff ?? this.backoff);
+    const delay = failure.retryAfterMs ?? retryDelayMs(job.attempt, task.backoff ?? this.backoff);
     const state = await this.outcomes.failure({
       id: job.id,
       attempt: job.attempt,
@@ -170,6 +186,7 @@ export class JobRunner {
       retry_delay_ms: delay,
       retryable: failure.retryable,
       ...next,
+      ...(failure.result !== undefined && { result: failure.result }),
     });
     this.report(job, state, { error: failure.error, runAt: new Date(Date.now() + delay) }, logger, durationMs);
   }

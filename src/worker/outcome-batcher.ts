@@ -1,4 +1,5 @@
 import type { Queryable } from "../executor.js";
+import { toJsonText } from "../json.js";
 import type { JobState } from "../schema.js";
 import { jobCompleteMany, jobFailMany, jobPlaceMany, type HeldJob, type JobFailure, type NextOccurrence, type StartedAgo } from "../sql/jobs.js";
 
@@ -20,6 +21,10 @@ export const RIDE_MS = 50;
 export const ERROR_MESSAGE_MAX = 8_192;
 /** Longest stack kept on a row (`last_error_stack`), in characters. */
 export const ERROR_STACK_MAX = 32_768;
+/** Largest `result` kept on a row, in bytes of JSON text; a larger one is kept as a note (see `storableResult`). */
+export const RESULT_MAX_BYTES = 8_192;
+/** How much of an oversized result's JSON text its note keeps, in characters. */
+const RESULT_PREVIEW_CHARS = 1_024;
 
 type Resolve = (state: RecordedState) => void;
 type Pending<T> = [T, Resolve];
@@ -73,20 +78,26 @@ export class OutcomeBatcher {
     private readonly retryDelayMs = 1000,
   ) {}
 
-  /** Records a success; resolves with `succeeded` once written. */
+  /**
+   * Records a success; resolves with `succeeded` once written. A `result` comes from a
+   * handler: it is made storable first (see `storableResult`).
+   */
   success(success: Success): Promise<RecordedState> {
-    return new Promise((resolve) => this.push(this.successes, [success, resolve]));
+    const stored = success.result === undefined ? success : { ...success, result: storableResult(success.result) };
+    return new Promise((resolve) => this.push(this.successes, [stored, resolve]));
   }
 
   /**
-   * Records a failed attempt; resolves with the state the job went to. The message and
-   * stack come from a handler: they are made storable first (see `storableText`).
+   * Records a failed attempt; resolves with the state the job went to. The message,
+   * stack and result come from a handler: they are made storable first (see
+   * `storableText`, `storableResult`).
    */
   failure(failure: JobFailure): Promise<RecordedState> {
     const stored = {
       ...failure,
       message: storableText(failure.message, ERROR_MESSAGE_MAX),
       stack: failure.stack === null ? null : storableText(failure.stack, ERROR_STACK_MAX),
+      ...(failure.result !== undefined && { result: storableResult(failure.result) }),
     };
     return new Promise((resolve) => this.push(this.failures, [stored, resolve]));
   }
@@ -106,14 +117,14 @@ export class OutcomeBatcher {
    * its claim statement (one round trip for both). It must call `settle` with the ids
    * written, or `giveBack` if the statement failed.
    */
-  takeSuccesses(): { successes: Success[]; settle(written: readonly number[]): void; giveBack(): void } | null {
+  takeSuccesses(): { successes: Success[]; settle(written: readonly HeldJob[]): void; giveBack(): void } | null {
     if (this.successes.length === 0) return null;
     const taken = this.successes;
     this.successes = [];
     this.endRide?.();
     return {
       successes: taken.map(([s]) => s),
-      settle: (written) => settleByIds(taken, written, "succeeded"),
+      settle: (written) => settleWritten(taken, written, "succeeded"),
       giveBack: () => {
         for (const item of taken) this.push(this.successes, item);
       },
@@ -198,16 +209,16 @@ export class OutcomeBatcher {
    * Writes one statement's outcomes and resolves them. Returns true when they were put
    * back to be written again (the database is away).
    */
-  private async write<T extends { id: number }>(
+  private async write<T extends HeldJob>(
     items: Pending<T>[],
-    statement: (values: T[]) => Promise<Map<number, RecordedState>>,
+    statement: (values: T[]) => Promise<Map<string, RecordedState>>,
     putBack: (items: Pending<T>[]) => void,
   ): Promise<boolean> {
     if (items.length === 0) return false;
     for (const item of items) this.inFlight.add(item);
     try {
       const states = await statement(items.map(([value]) => value));
-      for (const [value, resolve] of items) resolve(states.get(value.id) ?? "lost");
+      for (const [value, resolve] of items) resolve(states.get(outcomeKey(value)) ?? "lost");
       return false;
     } catch (error) {
       if (this.abandoned) return false; // abandon() has resolved them
@@ -235,22 +246,22 @@ export class OutcomeBatcher {
     const written = await jobCompleteMany(this.db, this.workerId, items);
     const [first] = written;
     if (first?.nextRunAt) this.tellRunAgainAt(first.nextRunAt, first.dbNow);
-    return new Map(written.map((row) => [row.id, "succeeded" as const]));
+    return new Map(written.map((row) => [outcomeKey(row), "succeeded" as const]));
   }
 
   private async writeFailures(items: JobFailure[]) {
     const rows = await jobFailMany(this.db, this.workerId, items);
     const [first] = rows;
     if (first?.next_run_at) this.tellRunAgainAt(first.next_run_at, first.db_now);
-    return new Map(rows.map((row) => [Number(row.id), row.state]));
+    return new Map(rows.map((row) => [outcomeKey({ id: Number(row.id), attempt: row.attempts }), row.state]));
   }
 
   private async writePlacements(items: Placement[]) {
-    const placed = new Set(await jobPlaceMany(this.db, this.workerId, items));
+    const placed = new Set((await jobPlaceMany(this.db, this.workerId, items)).map(outcomeKey));
     // A placed row's run_at is its slot, which this worker computed.
-    const slots = items.filter((p) => placed.has(p.id)).map((p) => p.slot.getTime());
+    const slots = items.filter((p) => placed.has(outcomeKey(p))).map((p) => p.slot.getTime());
     if (slots.length > 0) this.tellRunAgainAt(new Date(slots.reduce((a, b) => Math.min(a, b))));
-    return new Map([...placed].map((id) => [id, "pending" as const]));
+    return new Map([...placed].map((key) => [key, "pending" as const]));
   }
 
   /** The statement is written: a listener that throws must not make it look failed (and written again). */
@@ -306,9 +317,19 @@ export class OutcomeBatcher {
 }
 
 /** Resolves each outcome: written (`state`), or fenced out (`lost`). */
-function settleByIds(items: readonly Pending<{ id: number }>[], written: readonly number[], state: RecordedState) {
-  const ok = new Set(written);
-  for (const [value, resolve] of items) resolve(ok.has(value.id) ? state : "lost");
+function settleWritten(items: readonly Pending<HeldJob>[], written: readonly HeldJob[], state: RecordedState) {
+  const ok = new Set(written.map(outcomeKey));
+  for (const [value, resolve] of items) resolve(ok.has(outcomeKey(value)) ? state : "lost");
+}
+
+/**
+ * An outcome's job and attempt, as the statements' answers are matched to outcomes: a
+ * batch may hold two outcomes of one job (a stale attempt's, whose lease was taken over
+ * while the worker was cut off, and the same worker's next attempt), and only the
+ * attempt that still holds the lease is recorded; the other must come back "lost".
+ */
+function outcomeKey(job: HeldJob): string {
+  return `${job.id}:${job.attempt}`;
 }
 
 /**
@@ -336,4 +357,25 @@ export function storableText(value: unknown, max: number): string {
   let text = String(value);
   if (text.length > max) text = `${text.slice(0, max)}… (${text.length - max} more characters)`;
   return text.replaceAll("\u0000", "\uFFFD").replace(UNPAIRED_SURROGATE, "\uFFFD");
+}
+
+/**
+ * A handler's result as the `result` column can hold it: its JSON, when JSON can carry
+ * it and it is at most `RESULT_MAX_BYTES`. Otherwise a note, never an error (the job
+ * did what it did; its outcome must be written): `{ truncated: true, bytes, preview }`
+ * with the start of an oversized value's JSON, or `{ unstorable: why }` for a value
+ * JSON cannot carry (a BigInt, a cycle, a NUL character: see `toJsonText`). The value
+ * is copied, so a handler that changes it after returning changes nothing stored.
+ */
+export function storableResult(value: unknown): unknown {
+  let text: string;
+  try {
+    text = toJsonText(value, "result");
+  } catch (error) {
+    return { unstorable: storableText(error instanceof Error ? error.message : String(error), 512) };
+  }
+  // UTF-8 takes at most 3 bytes per UTF-16 code unit: only a longer text is measured.
+  const bytes = text.length * 3 > RESULT_MAX_BYTES ? Buffer.byteLength(text) : text.length;
+  if (bytes <= RESULT_MAX_BYTES) return JSON.parse(text);
+  return { truncated: true, bytes, preview: storableText(text.slice(0, RESULT_PREVIEW_CHARS), RESULT_PREVIEW_CHARS) };
 }

@@ -3,6 +3,7 @@ import { z } from "zod";
 import { createClient, defineTask } from "../../src/index.js";
 import { toQueryable } from "../../src/executor.js";
 import { jobClaim, jobCompleteAndClaim } from "../../src/sql/jobs.js";
+import { OutcomeBatcher } from "../../src/worker/outcome-batcher.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 
 const noop = defineTask({ name: "noop", payload: z.object({ n: z.number() }), run: () => {} });
@@ -25,7 +26,7 @@ describe("the worker's hot path: successes ride along with the next claim", () =
 
     const { completed, claimed } = await jobCompleteAndClaim(q, params("w1", 5), [success(Number(mine!.id)), success(Number(theirs!.id))]);
 
-    expect(completed).toEqual([Number(mine!.id)]);
+    expect(completed).toEqual([{ id: Number(mine!.id), attempt: 1 }]);
     expect(claimed.map((r) => (r.payload as { n: number }).n).sort()).toEqual([2, 3]);
     const { rows } = await db.pool.query("select payload->>'n' as n, state, locked_by from punctual.jobs order by id");
     expect(rows).toEqual([
@@ -42,7 +43,7 @@ describe("the worker's hot path: successes ride along with the next claim", () =
     const q = toQueryable(db.pool, { prepared: true });
     const [job] = await jobClaim(q, params("w1", 1));
     const { completed, claimed } = await jobCompleteAndClaim(q, params("w1", 10), [success(Number(job!.id))]);
-    expect(completed).toEqual([Number(job!.id)]);
+    expect(completed).toEqual([{ id: Number(job!.id), attempt: 1 }]);
     expect(claimed).toEqual([]);
   });
 });
@@ -58,9 +59,38 @@ describe("claimed jobs come back most urgent first", () => {
     expect(first.map((r) => r.priority)).toEqual([-10, -3, 0]);
     const { claimed, completed } = await jobCompleteAndClaim(q, params("w1", 3), first.map((r) => success(Number(r.id))));
     expect(claimed.map((r) => r.priority)).toEqual([0, 5, 10]);
-    expect(completed.sort()).toEqual(first.map((r) => Number(r.id)).sort());
+    expect(completed.map((c) => c.id).sort()).toEqual(first.map((r) => Number(r.id)).sort());
     // The completed ids travel once, not once per claimed row.
     const { rows } = await db.pool.query("select count(*)::int as n from punctual.jobs where state = 'succeeded'");
     expect(rows[0].n).toBe(3);
+  });
+});
+
+describe("outcomes of two attempts of one job in one batch", () => {
+  it("only the attempt that holds the lease is recorded; the stale one comes back lost, not succeeded", async () => {
+    // A worker cut off from the database: attempt 1's lease ran out, the job was rescued,
+    // and the same worker claimed it again (attempt 2). Both handlers finish together and
+    // their successes meet in one batch.
+    const punctual = createClient({ executor: db.pool });
+    const [job] = await punctual.enqueueMany([{ task: noop, payload: { n: 1 } }]);
+    const q = toQueryable(db.pool, { prepared: true });
+    await db.pool.query("update punctual.jobs set state = 'running', locked_by = 'w1', attempts = 2, locked_until = now() + interval '1 minute' where id = $1", [job!.id]);
+
+    const { completed } = await jobCompleteAndClaim(q, params("w1", 1), [success(job!.id), { ...success(job!.id), attempt: 2 }]);
+    expect(completed).toEqual([{ id: job!.id, attempt: 2 }]);
+
+    await db.pool.query("update punctual.jobs set state = 'running', locked_by = 'w1', attempts = 4, finished_at = null where id = $1", [job!.id]);
+    const batcher = new OutcomeBatcher(q, "w1", (error) => {
+      throw error;
+    });
+    const states = await Promise.all([batcher.success({ ...success(job!.id), attempt: 3 }), batcher.success({ ...success(job!.id), attempt: 4 })]);
+    expect(states).toEqual(["lost", "succeeded"]);
+    const failures = await Promise.all(
+      [3, 4].map((attempt) =>
+        batcher.failure({ ...success(job!.id), attempt, message: "x", stack: null, retry_delay_ms: 0, retryable: true }),
+      ),
+    );
+    // The row is succeeded now: both failures are stale.
+    expect(failures).toEqual(["lost", "lost"]);
   });
 });

@@ -217,7 +217,7 @@ describe("single-row enqueue and enqueue_many agree", () => {
     });
 
     expect(one.sent).toEqual(["punctual_enqueue_one"]);
-    expect(many.sent).toEqual([expect.stringContaining("punctual.enqueue_many(")]);
+    expect(many.sent).toEqual([expect.stringContaining("punctual.enqueue_many_unchecked(")]);
     expect(one.result).toEqual(many.result);
     expect(one.rows).toEqual(many.rows);
     expect(one.notifications).toEqual(many.notifications);

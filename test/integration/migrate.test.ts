@@ -1,6 +1,11 @@
-import { readFileSync } from "node:fs";
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { drizzle } from "drizzle-orm/node-postgres";
+import { migrate as drizzleMigrate } from "drizzle-orm/node-postgres/migrator";
 import { afterEach, describe, expect, it } from "vitest";
 import { migrate } from "../../src/index.js";
+import { MIGRATIONS_FOLDER } from "../../src/migrate.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { exited, forkFixture } from "../support/processes.js";
 
@@ -14,7 +19,7 @@ const journal = JSON.parse(readFileSync(new URL("../../drizzle/meta/_journal.jso
 const EXPECTED = {
   migrations: journal.entries.length,
   tables: ["jobs", "migrations"],
-  functions: ["check_input", "enqueue", "enqueue_many", "input_check", "notify_cancel_row", "notify_pending", "notify_pending_row", "schedule", "schedule_many"],
+  functions: ["check_input", "enqueue", "enqueue_many", "enqueue_many_unchecked", "input_check", "notify_cancel_row", "notify_pending", "notify_pending_row", "schedule", "schedule_many"],
 };
 
 async function schemaState(database: TestDatabase) {
@@ -40,6 +45,33 @@ describe("migrate", () => {
     db = await createTestDatabase({ migrated: false });
     const children = [0, 1].map(() => forkFixture("migrate-process.ts", { DATABASE_URL: db!.url }));
     expect(await Promise.all(children.map(exited))).toEqual([0, 0]);
+    expect(await schemaState(db)).toEqual(EXPECTED);
+  });
+
+  it("a database migrated by an earlier release gets every later migration", async () => {
+    // drizzle applies only migrations stamped later than the last one applied: the
+    // journal's stamps must rise, or an upgraded database silently misses some.
+    const stamps = journal.entries.map((e: { when: number }) => e.when);
+    expect(stamps).toEqual([...stamps].sort((a, b) => a - b));
+    expect(new Set(stamps).size).toBe(stamps.length);
+    // A database as the release before the last two migrations left it, then upgraded.
+    db = await createTestDatabase({ migrated: false });
+    const earlier = mkdtempSync(path.join(tmpdir(), "punctual-migrations-"));
+    try {
+      cpSync(MIGRATIONS_FOLDER, earlier, { recursive: true });
+      const kept = { ...journal, entries: journal.entries.slice(0, -2) };
+      writeFileSync(path.join(earlier, "meta", "_journal.json"), JSON.stringify(kept));
+      const client = await db.pool.connect();
+      try {
+        await drizzleMigrate(drizzle({ client }), { migrationsFolder: earlier, migrationsSchema: "punctual", migrationsTable: "migrations" });
+      } finally {
+        client.release();
+      }
+    } finally {
+      rmSync(earlier, { recursive: true, force: true });
+    }
+    expect((await schemaState(db)).migrations).toBe(EXPECTED.migrations - 2);
+    await migrate(db.url);
     expect(await schemaState(db)).toEqual(EXPECTED);
   });
 

@@ -1,6 +1,20 @@
 import { describe, expect, it } from "vitest";
-import { toJsonText, PAYLOAD_MAX_BYTES } from "../../src/json.js";
+import { jsonText, toJsonText, PAYLOAD_MAX_BYTES } from "../../src/json.js";
 import { expectValidationError } from "../support/validation.js";
+
+describe("jsonText", () => {
+  it("tells plain JSON (its text parses back to an equal value) from values the text writes differently", () => {
+    for (const plain of [1, "x", null, true, [1, [2, { a: "b" }]], { a: { b: [null, 2.5] } }, Object.assign(Object.create(null), { a: 1 })]) {
+      const { text, plain: isPlain } = jsonText(plain);
+      expect(isPlain).toBe(true);
+      expect(JSON.parse(text)).toEqual(plain);
+    }
+    // eslint-disable-next-line no-sparse-arrays
+    for (const changed of [{ at: new Date(0) }, { a: undefined }, [1, , 2], [{ deep: { at: new Date(0) } }]]) {
+      expect(jsonText(changed).plain).toBe(false);
+    }
+  });
+});
 
 describe("toJsonText", () => {
   it("serialises plain JSON values, dropping undefined object properties like JSON does", () => {
