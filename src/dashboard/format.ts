@@ -3,6 +3,7 @@
  * hover), ages, counts that may be lower bounds, state badges. All through `html`, so
  * every value is escaped.
  */
+import { duration } from "../cli/format.js";
 import { DateTime, IANAZone } from "luxon";
 import type { JobState } from "../schema.js";
 import type { BoundedCount } from "../ops/stats.js";
@@ -26,17 +27,9 @@ export function when(instant: Date | null | undefined, zone: string): Html {
   return html`<time datetime="${instant.toISOString()}" title="${instant.toISOString()}">${local(instant, zone)}</time>`;
 }
 
-/** A duration for people: `850ms`, `42s`, `3m12s`, `5h03m`, `2d04h`; negative as `-42s`. */
+/** A duration for people, as the CLI writes it (`850ms`, `42s`, `3m12s`, `5h03m`, `2d04h`); negative as `-42s`. */
 export function age(ms: number): string {
-  if (ms < 0) return `-${age(-ms)}`;
-  if (ms < 1000) return `${Math.round(ms)}ms`;
-  const s = Math.floor(ms / 1000);
-  if (s < 60) return `${s}s`;
-  const m = Math.floor(s / 60);
-  if (m < 60) return `${m}m${String(s % 60).padStart(2, "0")}s`;
-  const h = Math.floor(m / 60);
-  if (h < 48) return `${h}h${String(m % 60).padStart(2, "0")}m`;
-  return `${Math.floor(h / 24)}d${String(h % 24).padStart(2, "0")}h`;
+  return ms < 0 ? `-${duration(-ms)}` : duration(ms);
 }
 
 /** A count read up to a bound: `10,000+` when it was capped. */

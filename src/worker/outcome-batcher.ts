@@ -198,7 +198,11 @@ export class OutcomeBatcher {
       const retry = await Promise.all([
         this.write(successes, (items) => this.writeSuccesses(items), (items) => this.successes.unshift(...items)),
         this.write(failures, (items) => this.writeFailures(items), (items) => this.failures.unshift(...items)),
-        this.write(placements, (items) => this.writePlacements(items), (items) => this.placements.unshift(...items)),
+        // Not written again: a placement gives the attempt back, and one whose answer was
+        // lost may have committed; sent again, it could find the job claimed anew by this
+        // worker in the same attempt (its slot passed meanwhile) and put back a job that
+        // runs. Unrecorded, the row waits out its lease and the rescuer takes it back.
+        this.write(placements, (items) => this.writePlacements(items), null),
       ]);
       if (retry.some(Boolean)) await this.pause();
     }
@@ -207,12 +211,13 @@ export class OutcomeBatcher {
 
   /**
    * Writes one statement's outcomes and resolves them. Returns true when they were put
-   * back to be written again (the database is away).
+   * back to be written again (the database is away); without `putBack`, they are not:
+   * they resolve `unrecorded`.
    */
   private async write<T extends HeldJob>(
     items: Pending<T>[],
     statement: (values: T[]) => Promise<Map<string, RecordedState>>,
-    putBack: (items: Pending<T>[]) => void,
+    putBack: ((items: Pending<T>[]) => void) | null,
   ): Promise<boolean> {
     if (items.length === 0) return false;
     for (const item of items) this.inFlight.add(item);
@@ -224,6 +229,10 @@ export class OutcomeBatcher {
       if (this.abandoned) return false; // abandon() has resolved them
       if (isConnectionError(error)) {
         this.onError(error);
+        if (!putBack) {
+          for (const [, resolve] of items) resolve("unrecorded");
+          return false;
+        }
         putBack(items);
         return true;
       }

@@ -1,3 +1,4 @@
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
 import { createClient, defineTask } from "../../src/index.js";
@@ -92,5 +93,33 @@ describe("outcomes of two attempts of one job in one batch", () => {
     );
     // The row is succeeded now: both failures are stale.
     expect(failures).toEqual(["lost", "lost"]);
+  });
+
+  it("a placement whose answer is lost is not sent again: it gave the attempt back, so it ends unrecorded", async () => {
+    let sent = 0;
+    class AnswerLosingPool extends pg.Pool {
+      override query(...args: unknown[]): never {
+        const [config, values] = args as [pg.QueryConfig, unknown[] | undefined];
+        const ran = (super.query as (c: unknown, v?: unknown) => Promise<unknown>)(config, values);
+        if (!config.text.includes("slot_at = p.slot")) return ran as never;
+        sent += 1;
+        return ran.then(() => Promise.reject(new Error("Connection terminated unexpectedly"))) as never;
+      }
+    }
+    const pool = new AnswerLosingPool({ connectionString: db.url, max: 2 });
+    try {
+      const punctual = createClient({ executor: db.pool });
+      const [job] = await punctual.enqueueMany([{ task: noop, payload: { n: 2 } }]);
+      await db.pool.query("update punctual.jobs set state = 'running', locked_by = 'w1', attempts = 1, locked_until = now() + interval '1 minute' where id = $1", [job!.id]);
+      const batcher = new OutcomeBatcher(toQueryable(pool, { prepared: true }), "w1", () => {}, 10);
+      const slot = new Date(Date.now() + 60_000);
+      expect(await batcher.place({ id: job!.id, attempt: 1, slot })).toBe("unrecorded");
+      expect(sent).toBe(1);
+      // It did commit: the row waits on its slot, its attempt given back.
+      const { rows } = await db.pool.query("select state, attempts from punctual.jobs where id = $1", [job!.id]);
+      expect(rows[0]).toEqual({ state: "pending", attempts: 0 });
+    } finally {
+      await pool.end();
+    }
   });
 });
