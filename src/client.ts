@@ -2,11 +2,11 @@ import pg from "pg";
 import { z } from "zod";
 import { CLIENT_QUERY_TIMEOUT_MS, withConnectionDefaults } from "./connection.js";
 import { ValidationError } from "./errors.js";
-import { PreparedStatements, toQueryable, UNPREPARED_WARNING, withTransaction, type Executor, type Queryable } from "./executor.js";
+import { isPool, PreparedStatements, toQueryable, UNPREPARED_WARNING, withTransaction, type Executor, type Queryable } from "./executor.js";
 import { nextRunAt } from "./schedule/next.js";
 import { parseRule, ruleToColumns, toRule, type Rule, type ScheduleRule } from "./schedule/rule.js";
 import { jobRemoveUndeclared, jobScheduleMany, scheduleLockReconcile, type ScheduleInsert, type ScheduleRow } from "./sql/schedules.js";
-import { jobEnqueueOne, ONE_ROW_PAYLOAD_MAX_CHARS } from "./sql/enqueue-one.js";
+import { EnqueueCoalescer, writeOne } from "./enqueue-coalescer.js";
 import { toJob, type Job } from "./job.js";
 import { storableString } from "./json.js";
 import { loadedTracing, loadTracing } from "./otel.js";
@@ -200,6 +200,10 @@ export class Client {
   private readonly prepared: PreparedStatements;
   /** The default executor's `Queryable`, made once. */
   private defaultDb: Queryable | undefined;
+  /** Made at the first `enqueue` on a pool: see `coalescer()`. */
+  private enqueues: EnqueueCoalescer | undefined;
+  /** `enqueue` calls in progress. */
+  private readonly calls = new Set<Promise<EnqueueResult>>();
 
   constructor(options: ClientOptions = {}) {
     this.registry = new TaskRegistry(options.tasks);
@@ -233,10 +237,18 @@ export class Client {
    * await punctual.enqueue(sendEmail, { to: "a@example.com" }, { runAt: new Date("2030-01-01T08:00:00Z") });
    * await punctual.enqueue("send-email", { to: "a@example.com" }, { executor: tx }); // in the caller's transaction
    */
-  async enqueue<S extends PayloadSchema>(
+  enqueue<S extends PayloadSchema>(task: Task<S> | string, payload: PayloadInput<S>, options: EnqueueOptions = {}): Promise<EnqueueResult> {
+    const call = this.enqueueNow(task, payload, options);
+    // `close` waits for the calls already made (the client's own pool ends after them).
+    this.calls.add(call);
+    void call.catch(() => {}).finally(() => this.calls.delete(call));
+    return call;
+  }
+
+  private async enqueueNow<S extends PayloadSchema>(
     task: Task<S> | string,
     payload: PayloadInput<S>,
-    options: EnqueueOptions = {},
+    options: EnqueueOptions,
   ): Promise<EnqueueResult> {
     const { executor, onConflict, ...jobOptions } = options;
     const conflict = onConflictSchema.safeParse(onConflict);
@@ -246,12 +258,13 @@ export class Client {
     // Checked exactly as enqueueMany checks a one-job batch (fields named without a prefix).
     const { insert, payload: payloadJson } = await this.prepareJob({ task, payload, ...jobOptions }, (field) => field, "");
     const db = this.queryable(executor);
-    // One row, one prepared statement; a large payload takes enqueue_many, whose SQL
-    // size check may refuse it (see ONE_ROW_PAYLOAD_MAX_CHARS).
-    const row =
-      payloadJson.length <= ONE_ROW_PAYLOAD_MAX_CHARS
-        ? await jobEnqueueOne(db, insert, payloadJson, conflict.data, traceContext)
-        : (await jobEnqueueMany(db, [insert], [payloadJson], conflict.data, traceContext))[0]!;
+    // On the client's pool, concurrent calls share statements and commits (see
+    // src/enqueue-coalescer.ts); in a transaction, or on one connection, each call is
+    // its own statement.
+    const coalescer = executor === undefined ? this.coalescer() : undefined;
+    const row = coalescer
+      ? await coalescer.enqueue(insert, payloadJson, conflict.data, traceContext)
+      : await writeOne(db, insert, payloadJson, conflict.data, traceContext);
     return this.enqueueResult(db, row);
   }
 
@@ -494,9 +507,23 @@ export class Client {
     return row ? { id: Number(row.id), state: row.state } : null;
   }
 
-  /** Ends the pool the client made from `connectionString`; a pool it was given stays open. */
+  /**
+   * Ends the pool the client made from `connectionString`, once the `enqueue` calls
+   * already made are settled; a pool it was given stays open.
+   */
   async close(): Promise<void> {
+    await Promise.allSettled(this.calls);
     await this.ownPool?.end();
+  }
+
+  /**
+   * The group commit of single enqueues, when the default executor is a pool (each
+   * statement its own transaction); undefined for one connection or a transaction,
+   * where grouping would tie the calls' fates together.
+   */
+  private coalescer(): EnqueueCoalescer | undefined {
+    if (this.enqueues === undefined && isPool(this.executor)) this.enqueues = new EnqueueCoalescer(this.queryable(undefined));
+    return this.enqueues;
   }
 
   private queryable(executor: Executor | undefined): Queryable {
