@@ -11,9 +11,27 @@ import type { OutcomeBatcher, RecordedState } from "./outcome-batcher.js";
 import type { JobEvent, WorkerEvents } from "./events.js";
 
 /** A job this worker holds: claimed, waiting in its buffer or running. */
+/**
+ * A job's abort signal, made only when something asks for it: a handler that reads
+ * `ctx.signal`, or a cancel, lease loss or drain timeout. Most jobs never need one, and
+ * an AbortController costs more than the rest of a short job's start.
+ */
+export class LazyAbort {
+  private controller: AbortController | undefined;
+  get signal(): AbortSignal {
+    return (this.controller ??= new AbortController()).signal;
+  }
+  get aborted(): boolean {
+    return this.controller?.signal.aborted ?? false;
+  }
+  abort(reason: Error): void {
+    (this.controller ??= new AbortController()).abort(reason);
+  }
+}
+
 export interface Running {
   job: JobEvent;
-  controller: AbortController;
+  abort: LazyAbort;
   done: Promise<void>;
   /** Set when the job left this worker (handed back on stop, or its lease was lost): its late outcome is not recorded. */
   released: boolean;
@@ -103,9 +121,9 @@ export class JobRunner {
         failure = { error: new ValidationError("rule", `cannot be evaluated: ${toError(error).message}`), retryable: false };
       }
     }
-    if (!failure && entry.controller.signal.aborted) {
+    if (!failure && entry.abort.aborted) {
       // Cancelled while it waited in the buffer: it does not start. The row says cancelled.
-      failure = { error: toError(entry.controller.signal.reason), retryable: false };
+      failure = { error: toError(entry.abort.signal.reason), retryable: false };
     }
     /** When the job started (`job:claimed`), for its run duration; null if it never did. */
     let startedAt: number | null = null;
@@ -131,7 +149,9 @@ export class JobRunner {
             slot: row.slot_at,
             late,
           },
-          signal: entry.controller.signal,
+          get signal() {
+            return entry.abort.signal;
+          },
           logger,
           complete: async (tx) => {
             if (entry.released) throw new LeaseLostError(job.id);

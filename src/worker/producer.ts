@@ -1,7 +1,7 @@
 import type { Queryable } from "../executor.js";
 import type { Logger } from "../logger.js";
 import { jobClaim, jobCompleteAndClaim, jobNextRunAt, jobUnclaimMany, type ClaimedRow } from "../sql/jobs.js";
-import type { Running } from "./job-runner.js";
+import { LazyAbort, type Running } from "./job-runner.js";
 import type { LeaseKeeper } from "./lease-keeper.js";
 import type { OutcomeBatcher } from "./outcome-batcher.js";
 import type { WakeReason, Wakeups } from "./wakeups.js";
@@ -202,7 +202,7 @@ export class Producer {
   cancelBuffered(jobId: number): boolean {
     const item = this.buffer.find((b) => b.entry.job.id === jobId);
     if (!item) return false;
-    if (!item.entry.controller.signal.aborted) item.entry.controller.abort(new Error("cancelled"));
+    if (!item.entry.abort.aborted) item.entry.abort.abort(new Error("cancelled"));
     void this.handBack(false);
     return true;
   }
@@ -344,7 +344,7 @@ export class Producer {
           attempt: row.attempts,
           maxAttempts: row.max_attempts,
         },
-        controller: new AbortController(),
+        abort: new LazyAbort(),
         released: false,
         done: Promise.resolve(),
         startedAt: null,
@@ -456,7 +456,7 @@ export class Producer {
     if (this.handingBack) return this.handingBack;
     const now = performance.now();
     const leaving = this.buffer.filter(
-      (b) => all || now - b.claimedAt > this.options.holdMs || b.entry.controller.signal.aborted || this.stale(b.entry),
+      (b) => all || now - b.claimedAt > this.options.holdMs || b.entry.abort.aborted || this.stale(b.entry),
     );
     if (leaving.length === 0 && this.returning.size === 0) return Promise.resolve();
     this.buffer = this.buffer.filter((b) => !leaving.includes(b));

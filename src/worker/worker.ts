@@ -264,7 +264,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
           return;
         }
         entry.released = true;
-        entry.controller.abort(new Error("lease lost: another worker took this job over"));
+        entry.abort.abort(new Error("lease lost: another worker took this job over"));
         this.logger.warn({ job: entry.job.id }, "lease lost; handler aborted");
         this.emit("job:lost", entry.job);
       },
@@ -387,7 +387,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
     if (unfinished.length > 0) {
       for (const r of unfinished) {
         r.released = true;
-        r.controller.abort(new Error("worker stopping: drain timeout passed"));
+        r.abort.abort(new Error("worker stopping: drain timeout passed"));
       }
       const ids = unfinished.map((r) => r.job.id);
       try {
@@ -418,8 +418,8 @@ export class Worker extends EventEmitter<WorkerEvents> {
   private onCancelRequested(jobId: number) {
     if (this.producer.cancelBuffered(jobId)) return;
     const entry = this.producer.running.get(jobId);
-    if (entry && !entry.released && !entry.controller.signal.aborted) {
-      entry.controller.abort(new Error("cancelled"));
+    if (entry && !entry.released && !entry.abort.aborted) {
+      entry.abort.abort(new Error("cancelled"));
     }
   }
 
