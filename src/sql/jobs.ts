@@ -121,6 +121,8 @@ export interface ClaimedRow {
   started: boolean;
   /** The enqueuer's W3C trace context (src/otel.ts), or null: what the run span links to. */
   trace_context: TraceCarrier | null;
+  /** The database's clock as the claim answered: when a job claimed early is due, in this process's terms. */
+  db_now: Date;
 }
 
 /**
@@ -147,11 +149,18 @@ export interface ClaimParams {
    * Default: all of them.
    */
   startNow?: number;
+  /**
+   * Also claim jobs due within this many milliseconds (by the database's clock): they
+   * wait in the worker's buffer, not started, until their `run_at`. Default 0: only
+   * jobs due now.
+   */
+  leadMs?: number;
 }
 
 /**
  * The claim as an UPDATE, parameters $1 worker, $2 queues, $3 tasks, $4 lease ms, $5
- * how many start at once. The limit is written into the text (one prepared statement
+ * how many start at once, $6 lead ms (jobs due that soon are claimed too; they start
+ * at once only if already due). The limit is written into the text (one prepared statement
  * per limit, and the worker uses a few limits only) so that PostgreSQL's cached
  * generic plan knows it: with "limit $n" it would guess at a large share of the table
  * and plan a scan of it. The ids are collected first, as an array in claim order, so
@@ -163,13 +172,13 @@ function claimUpdate(limit: number) {
   return `update punctual.jobs as j
      set state = 'running', attempts = j.attempts + 1, locked_by = $1,
          locked_until = now() + $4 * interval '1 millisecond',
-         started_at = case when c.pos <= $5 then now() end, updated_at = now()
+         started_at = case when c.pos <= $5 and j.run_at <= now() then now() end, updated_at = now()
      from unnest(array(
        select due.id
        from generate_series(${PRIORITY_MIN}, ${PRIORITY_MAX}) as p(priority)
        cross join lateral (
          select id from punctual.jobs
-         where state = 'pending' and priority = p.priority and run_at <= now()
+         where state = 'pending' and priority = p.priority and run_at <= now() + $6 * interval '1 millisecond'
            and queue = any($2::text[]) and task = any($3::text[])
          order by run_at, id
          limit ${limit}
@@ -183,7 +192,7 @@ function claimUpdate(limit: number) {
                j.trace_context`;
 }
 
-const claimValues = (p: ClaimParams) => [p.workerId, p.queues, p.tasks, p.leaseMs, p.startNow ?? p.limit];
+const claimValues = (p: ClaimParams) => [p.workerId, p.queues, p.tasks, p.leaseMs, p.startNow ?? p.limit, p.leadMs ?? 0];
 
 /**
  * The order claimed jobs come back in, and start in: most urgent first. An UPDATE's
@@ -195,7 +204,7 @@ const CLAIM_ORDER = (row: string) => `${row}.priority, ${row}.run_at, ${row}.id`
 export async function jobClaim(db: Queryable, params: ClaimParams): Promise<ClaimedRow[]> {
   return db.query<ClaimedRow & Record<string, unknown>>(
     `with claimed as (${claimUpdate(params.limit)})
-     select * from claimed as c order by ${CLAIM_ORDER("c")}`,
+     select c.*, clock_timestamp() as db_now from claimed as c order by ${CLAIM_ORDER("c")}`,
     claimValues(params),
     `claim_${params.limit}`,
   );
@@ -215,12 +224,13 @@ export async function jobCompleteAndClaim(
   successes: readonly (HeldJob & NextOccurrence & StartedAgo)[],
 ): Promise<{ claimed: ClaimedRow[]; completed: HeldJob[] }> {
   const rows = await db.query<ClaimedRow & { done_ids: string[] | null; done_attempts: number[] | null } & Record<string, unknown>>(
-    `with done as (${COMPLETE_UPDATE("$6")}),
+    `with done as (${COMPLETE_UPDATE("$7")}),
      next as (${INSERT_NEXT_OCCURRENCE("done")}),
      claimed as (${claimUpdate(params.limit)})
      -- The completed ids once, on the first row only (not repeated on every claimed row).
      select case when row_number() over (order by ${CLAIM_ORDER("c")}) = 1 then d.done_ids end as done_ids,
-            case when row_number() over (order by ${CLAIM_ORDER("c")}) = 1 then d.done_attempts end as done_attempts, c.*
+            case when row_number() over (order by ${CLAIM_ORDER("c")}) = 1 then d.done_attempts end as done_attempts, c.*,
+            clock_timestamp() as db_now
      from (select array_agg(id) as done_ids, array_agg(attempts) as done_attempts from done) as d
      left join claimed as c on true
      order by ${CLAIM_ORDER("c")}`,

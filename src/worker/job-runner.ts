@@ -47,9 +47,13 @@ export interface Running {
   leaseUntil: number;
 }
 
-/** How long ago the handler started, for an outcome, if the row does not say yet. */
+/**
+ * How long ago the handler started, for an outcome, if the row does not say yet. Whole
+ * milliseconds, rounded down: `started_at` (the database's now() less this) may come
+ * out late, never before the job's run_at.
+ */
 function startedAgo(entry: Running): number | null {
-  return entry.startRecorded || entry.startedAt === null ? null : Math.round(performance.now() - entry.startedAt);
+  return entry.startRecorded || entry.startedAt === null ? null : Math.floor(performance.now() - entry.startedAt);
 }
 
 type Emit = <E extends keyof WorkerEvents>(event: E, ...args: WorkerEvents[E]) => void;

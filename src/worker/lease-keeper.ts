@@ -86,7 +86,7 @@ export class LeaseKeeper {
         held.map((r) => ({
           id: r.job.id,
           attempt: r.job.attempt,
-          startedAgoMs: !r.startRecorded && r.startedAt !== null ? Math.round(now - r.startedAt) : null,
+          startedAgoMs: !r.startRecorded && r.startedAt !== null ? Math.floor(now - r.startedAt) : null,
         })),
         this.leaseMs,
       );

@@ -18,6 +18,12 @@ export interface ProducerOptions {
   pollIntervalMs: number;
   /** A buffered job that has not started within this long goes back to pending. */
   holdMs: number;
+  /**
+   * Jobs due within this long are claimed too, and wait in the buffer until their
+   * run_at: a claim's round trip (and a burst's processing) then falls before the due
+   * time instead of after it. 0: only jobs due now.
+   */
+  leadMs: number;
 }
 
 export interface ProducerHooks {
@@ -38,6 +44,8 @@ interface Buffered {
   entry: Running;
   /** `performance.now()` at its claim. */
   claimedAt: number;
+  /** `performance.now()` at its run_at (by the database's clock): it does not start before. */
+  notBefore: number;
 }
 
 /** After an idle claim found a due job it could not take (another worker holds it). */
@@ -96,8 +104,9 @@ function claimLimit(want: number): number {
  * - **Visible.** The claim marks `started_at` on the jobs that take a free slot at once;
  *   a buffered job's row has `started_at` null until it starts, and then gets it with
  *   its next lease renewal or its outcome, whichever is written first.
- * - **In order.** The buffer is kept in claim order (priority, run_at, id), and only
- *   jobs already due are claimed.
+ * - **In order, never early.** The buffer is kept in claim order (priority, run_at,
+ *   id). A claim also takes jobs due within `leadMs`: they wait in the buffer and
+ *   start on their run_at, so the claim's round trip falls before the due time.
  */
 export class Producer {
   /** Jobs whose handler runs now: what the concurrency counts. */
@@ -119,6 +128,9 @@ export class Producer {
   /** A wake-up that came while the loop was busy. */
   private pendingWake: WakeReason | null = null;
   private holdTimer: NodeJS.Timeout | undefined;
+  /** Starts the buffered jobs claimed early at their run_at; armed for the earliest. */
+  private dueTimer: NodeJS.Timeout | undefined;
+  private dueTimerAt = Number.POSITIVE_INFINITY;
   private handingBack: Promise<void> | null = null;
   /**
    * Handler starts per millisecond of busy time, smoothed: what the slots can start,
@@ -143,6 +155,8 @@ export class Producer {
     private readonly logger: Logger,
     private readonly hooks: ProducerHooks,
   ) {
+    // Wake-ups come `leadMs` before a due time, for the claim that takes it early.
+    wakeups.leadMs = options.leadMs;
     // While the loop is busy, successes wait briefly to ride along with its next claim.
     outcomes.claimComingSoon = () => !this.stopping && (this.claiming || (this.waitingForRoom && this.running.size > 0));
   }
@@ -171,6 +185,7 @@ export class Producer {
   async stop(): Promise<void> {
     this.stopping = true;
     clearInterval(this.holdTimer);
+    clearTimeout(this.dueTimer);
     this.wake?.("poll");
     await this.loop;
     await this.handingBack;
@@ -312,8 +327,9 @@ export class Producer {
       tasks: this.options.tasks,
       limit,
       leaseMs: this.options.leaseMs,
-      // The buffer is empty whenever a slot is free: these start at once.
+      // The buffer is empty whenever a slot is free: these start at once (if due).
       startNow: Math.max(0, this.options.concurrency - this.running.size - this.buffer.length),
+      leadMs: this.options.leadMs,
     };
     // Successes waiting for their batch ride along with the claim: one round trip.
     const taken = this.outcomes.takeSuccesses();
@@ -352,7 +368,9 @@ export class Producer {
         leaseUntil: sentAt + this.options.leaseMs,
       };
       this.leases.hold(entry);
-      if (!row.started) waiting.push({ row, entry, claimedAt });
+      // A job claimed early starts once its run_at comes, counted from the database's
+      // clock as it answered (that reading is older than the answer: this errs late).
+      if (!row.started) waiting.push({ row, entry, claimedAt, notBefore: claimedAt + (row.run_at.getTime() - row.db_now.getTime()) });
       else if (!this.stale(entry)) this.launch(row, entry);
       else late.push(entry);
     }
@@ -385,8 +403,17 @@ export class Producer {
   private fill() {
     let started = false;
     let stale = false;
-    while (this.running.size < this.options.concurrency && this.buffer.length > 0) {
-      const item = this.buffer.shift()!;
+    const now = performance.now();
+    let earliest = Number.POSITIVE_INFINITY;
+    for (let i = 0; i < this.buffer.length && this.running.size < this.options.concurrency; ) {
+      const item = this.buffer[i]!;
+      if (item.notBefore > now) {
+        // Claimed early: it waits for its run_at; later ones in claim order may be due.
+        earliest = Math.min(earliest, item.notBefore);
+        i++;
+        continue;
+      }
+      this.buffer.splice(i, 1);
       if (this.stale(item.entry)) {
         this.returning.set(item.entry, item);
         stale = true;
@@ -395,6 +422,7 @@ export class Producer {
       this.launch(item.row, item.entry);
       started = true;
     }
+    if (earliest !== Number.POSITIVE_INFINITY) this.fillAt(earliest);
     if (stale) {
       this.logger.warn("buffered jobs whose lease renewals did not reach the database go back to pending instead of starting");
       void this.handBack(false);
@@ -402,6 +430,17 @@ export class Producer {
     // Their rows say started once an outcome or a renewal carries it: a short handler's
     // outcome does; for a long one, the lease keeper renews early.
     if (started) this.leases.soon(START_MARK_MS);
+  }
+
+  /** Runs `fill` at `at` (`performance.now()`), unless it is armed for earlier already. */
+  private fillAt(at: number) {
+    if (this.stopping || at >= this.dueTimerAt) return;
+    clearTimeout(this.dueTimer);
+    this.dueTimerAt = at;
+    this.dueTimer = setTimeout(() => {
+      this.dueTimerAt = Number.POSITIVE_INFINITY;
+      this.fill();
+    }, Math.max(0, Math.ceil(at - performance.now())));
   }
 
   private launch(row: ClaimedRow, entry: Running) {
@@ -456,7 +495,7 @@ export class Producer {
     if (this.handingBack) return this.handingBack;
     const now = performance.now();
     const leaving = this.buffer.filter(
-      (b) => all || now - b.claimedAt > this.options.holdMs || b.entry.abort.aborted || this.stale(b.entry),
+      (b) => all || now - Math.max(b.claimedAt, b.notBefore) > this.options.holdMs || b.entry.abort.aborted || this.stale(b.entry),
     );
     if (leaving.length === 0 && this.returning.size === 0) return Promise.resolve();
     this.buffer = this.buffer.filter((b) => !leaving.includes(b));
@@ -510,13 +549,15 @@ export class Producer {
     try {
       const { nextRunAt, upcoming, dbNow } = await jobNextRunAt(this.db, this.options.queues, this.options.tasks);
       if (!nextRunAt) return;
-      // Due already, yet not claimed: another worker is taking it right now. Look again
-      // shortly rather than spinning.
-      const due = nextRunAt <= dbNow;
-      if (due && !claimedNone) this.wakeups.dueAt(dbNow, dbNow);
-      else if (due) this.wakeups.dueAt(new Date(dbNow.getTime() + BUSY_RETRY_MS), dbNow);
+      // Claimable already (due, or due within the lead), yet not claimed: another worker
+      // is taking it right now. Look again shortly rather than spinning. (The wake-ups
+      // fire `leadMs` before a due time: `dueAt` takes due times.)
+      const claimableUntil = new Date(dbNow.getTime() + this.options.leadMs);
+      const claimable = nextRunAt <= claimableUntil;
+      if (claimable && !claimedNone) this.wakeups.dueAt(claimableUntil, dbNow);
+      else if (claimable) this.wakeups.dueAt(new Date(claimableUntil.getTime() + BUSY_RETRY_MS), dbNow);
       // A timer for each of the next due times: no look-ahead between jobs due close together.
-      this.wakeups.dueAt(upcoming.filter((at) => at > dbNow), dbNow);
+      this.wakeups.dueAt(upcoming.filter((at) => at > claimableUntil), dbNow);
     } catch (error) {
       this.hooks.error(error);
     }

@@ -36,6 +36,8 @@ export class Wakeups {
    */
   private upcoming: number[] = [];
   private clockOffsetMs = 0;
+  /** Wake this long before a due time: the worker claims that far ahead (its `claimLeadMs`). */
+  leadMs = 0;
   private stopped = false;
   /** The LISTEN connection is connected and listening (for readiness probes). */
   private listeningNow = false;
@@ -86,11 +88,11 @@ export class Wakeups {
 
   /**
    * Notes when the next job becomes due, as the database sees it (`dbNow` is the
-   * database's clock when it answered). Keeps the earliest timer.
+   * database's clock when it answered). Keeps the earliest timer, armed `leadMs` early.
    */
   dueAt(runAt: Date | readonly Date[], dbNow?: Date): void {
     if (dbNow) this.clockOffsetMs = dbNow.getTime() - Date.now();
-    for (const at of Array.isArray(runAt) ? runAt : [runAt as Date]) this.arm(at.getTime() - this.clockOffsetMs);
+    for (const at of Array.isArray(runAt) ? runAt : [runAt as Date]) this.arm(at.getTime() - this.clockOffsetMs - this.leadMs);
   }
 
   private arm(localMs: number) {
@@ -199,7 +201,7 @@ export class Wakeups {
     if (typeof message.queue === "string" && this.queues && !this.queues.includes(message.queue)) return;
     const runAt = Date.parse(message.run_at ?? "");
     if (Number.isNaN(runAt)) return;
-    const localMs = runAt - this.clockOffsetMs;
+    const localMs = runAt - this.clockOffsetMs - this.leadMs;
     if (localMs <= Date.now()) this.onWake("notify");
     else this.arm(localMs);
   }

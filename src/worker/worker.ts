@@ -54,6 +54,14 @@ export interface WorkerOptions {
    */
   bufferHoldMs?: number;
   /**
+   * How long before a job's `run_at` the worker may claim it. Claimed early, a job waits
+   * in the buffer (leased, not started) and starts on its `run_at`, never before: the
+   * claim's round trip, and a burst's claim of hundreds of rows, then fall before the
+   * due time instead of after it. At most 1,000 and at most `bufferHoldMs`; `0` claims
+   * only jobs due now, and so does `prefetch: 0`. Default 50 ms.
+   */
+  claimLeadMs?: number;
+  /**
    * How often an idle worker claims even without a wake-up. NOTIFY and timers start
    * jobs on time; this is the fallback. Default 2,000 ms.
    */
@@ -130,6 +138,7 @@ const optionsSchema = z.object({
   concurrency: z.int().min(1).max(1000).default(10),
   prefetch: z.int().min(0).max(10_000).default(500),
   bufferHoldMs: z.int().min(10).optional(),
+  claimLeadMs: z.int().min(0).max(1000).default(50),
   pollIntervalMs: z.int().min(10).max(3_600_000).default(2000),
   listen: z.boolean().default(true),
   prepare: z.boolean().default(true),
@@ -159,6 +168,10 @@ export class Worker extends EventEmitter<WorkerEvents> {
   readonly id: string;
   private readonly registry: TaskRegistry;
   private readonly options: z.output<typeof optionsSchema>;
+  /** How long a claimed job may wait in the buffer: `bufferHoldMs`, or its default. */
+  private get holdMs(): number {
+    return this.options.bufferHoldMs ?? Math.min(1000, Math.floor(this.options.leaseMs / 4));
+  }
   private readonly pool: pg.Pool;
   private readonly ownsPool: boolean;
   /** With a connection string: one connection for lease renewals alone, so claims and outcome writes cannot keep them waiting. */
@@ -192,6 +205,9 @@ export class Worker extends EventEmitter<WorkerEvents> {
     const { bufferHoldMs, leaseMs } = this.options;
     if (bufferHoldMs !== undefined && bufferHoldMs > leaseMs / 2) {
       throw new ValidationError("bufferHoldMs", `must be at most half of leaseMs (${leaseMs / 2}), got ${bufferHoldMs}`);
+    }
+    if (this.options.claimLeadMs > this.holdMs) {
+      throw new ValidationError("claimLeadMs", `must be at most bufferHoldMs (${this.holdMs}), got ${this.options.claimLeadMs}`);
     }
     const boundMs = statementBoundMs(leaseMs);
     if (options.pool) {
@@ -281,7 +297,9 @@ export class Worker extends EventEmitter<WorkerEvents> {
         prefetch: this.options.prefetch,
         leaseMs,
         pollIntervalMs: this.options.pollIntervalMs,
-        holdMs: this.options.bufferHoldMs ?? Math.min(1000, Math.floor(leaseMs / 4)),
+        holdMs: this.holdMs,
+        // Claimed early, a job waits in the buffer: none without one.
+        leadMs: this.options.prefetch > 0 ? this.options.claimLeadMs : 0,
       },
       this.outcomes,
       this.leases,

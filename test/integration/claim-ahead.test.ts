@@ -12,6 +12,8 @@ import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
 import { createWorker, defineTask, type Worker } from "../../src/index.js";
+import { toQueryable } from "../../src/executor.js";
+import { jobClaim } from "../../src/sql/jobs.js";
 import { collect, next } from "../support/events.js";
 import { exited, forkFixture } from "../support/processes.js";
 import { workerHarness } from "../support/worker-harness.js";
@@ -285,4 +287,60 @@ it("SIGKILL with a full buffer: every buffered job runs once, on another worker,
   await waitForRows("select count(*) as n from punctual.jobs where state = 'succeeded'", [], (n) => n === 231);
   await survivor.stop();
   for (const id of [...bufferedIds, blockerId]) expect(starts.filter((s) => s === id)).toHaveLength(1);
+});
+
+describe("claimed early (claimLeadMs)", () => {
+  it("the claim takes jobs due within the lead, not started, and none due later; lead 0 takes only due jobs", async () => {
+    const db = toQueryable(h.db.pool);
+    const task = workTask(Promise.resolve());
+    const [soon, later] = await h.punctual.enqueueMany([
+      { task, payload: { n: 1 }, delay: "30s" },
+      { task, payload: { n: 2 }, delay: "120s" },
+    ]);
+    const params = { workerId: "early", queues: ["default"], tasks: ["work"], limit: 10, leaseMs: 60_000 };
+
+    expect(await jobClaim(db, params)).toEqual([]);
+    const claimed = await jobClaim(db, { ...params, leadMs: 60_000 });
+    expect(claimed.map((r) => [Number(r.id), r.started])).toEqual([[soon!.id, false]]);
+    const { rows } = await h.db.pool.query("select id, state, started_at, attempts from punctual.jobs order by id");
+    expect(rows).toEqual([
+      { id: String(soon!.id), state: "running", started_at: null, attempts: 1 },
+      { id: String(later!.id), state: "pending", started_at: null, attempts: 0 },
+    ]);
+  });
+
+  it("a job claimed before its run_at waits in the buffer, claimed and not started, and starts on its run_at, never before", async () => {
+    const starts: { id: number; at: number }[] = [];
+    const task = defineTask({
+      name: "work",
+      payload: z.object({ n: z.number() }),
+      run: (_, { job }) => void starts.push({ id: job.id, at: Date.now() }),
+    });
+    const worker = h.startWorker({ tasks: [task], claimLeadMs: 1000, workerId: "early-bird" });
+    await next(worker, "worker:poll");
+    const polls = collect(worker, "worker:poll", 1, (info) => info.claimed > 0);
+    const [job] = await h.punctual.enqueueMany([{ task, payload: { n: 1 }, delay: 900 }]);
+    await polls;
+
+    // Claimed (the claim answered), and its run_at is still ahead by the database's clock.
+    const { rows: before } = await h.db.pool.query(
+      "select state, locked_by, started_at, run_at > clock_timestamp() as ahead from punctual.jobs where id = $1",
+      [job!.id],
+    );
+    expect(before).toEqual([{ state: "running", locked_by: "early-bird", started_at: null, ahead: true }]);
+
+    await waitForRows("select count(*) as n from punctual.jobs where state = 'succeeded'", [], (n) => n === 1);
+    const { rows: after } = await h.db.pool.query("select run_at, started_at from punctual.jobs where id = $1", [job!.id]);
+    expect(starts).toHaveLength(1);
+    expect(starts[0]!.at).toBeGreaterThanOrEqual(after[0].run_at.getTime());
+    expect(after[0].started_at.getTime()).toBeGreaterThanOrEqual(after[0].run_at.getTime());
+  });
+
+  it("refuses a lead beyond the buffer's hold bound or 1 s, naming the option", () => {
+    const task = workTask(Promise.resolve());
+    expect(() => createWorker({ connectionString: h.db.url, tasks: [task], claimLeadMs: 600, bufferHoldMs: 500 })).toThrow(
+      /claimLeadMs: must be at most bufferHoldMs \(500\), got 600/,
+    );
+    expect(() => createWorker({ connectionString: h.db.url, tasks: [task], claimLeadMs: 2000 })).toThrow(/claimLeadMs/);
+  });
 });
