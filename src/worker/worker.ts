@@ -58,7 +58,8 @@ export interface WorkerOptions {
    * in the buffer (leased, not started) and starts on its `run_at`, never before: the
    * claim's round trip, and a burst's claim of hundreds of rows, then fall before the
    * due time instead of after it. At most 1,000 and at most `bufferHoldMs`; `0` claims
-   * only jobs due now, and so does `prefetch: 0`. Default 50 ms.
+   * only jobs due now, and so does `prefetch: 0`. Default 50 ms (less if `bufferHoldMs`
+   * is less).
    */
   claimLeadMs?: number;
   /**
@@ -133,12 +134,15 @@ export interface WorkerHealth {
   dbClockOffsetMs: number;
 }
 
+/** How long before its run_at a job may be claimed, by default (`claimLeadMs`). */
+const CLAIM_LEAD_MS = 50;
+
 const optionsSchema = z.object({
   queues: z.array(z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/, "queue names are 1-64 letters, digits or _ . : -")).min(1).default(["default"]),
   concurrency: z.int().min(1).max(1000).default(10),
   prefetch: z.int().min(0).max(10_000).default(500),
   bufferHoldMs: z.int().min(10).optional(),
-  claimLeadMs: z.int().min(0).max(1000).default(50),
+  claimLeadMs: z.int().min(0).max(1000).optional(),
   pollIntervalMs: z.int().min(10).max(3_600_000).default(2000),
   listen: z.boolean().default(true),
   prepare: z.boolean().default(true),
@@ -206,8 +210,9 @@ export class Worker extends EventEmitter<WorkerEvents> {
     if (bufferHoldMs !== undefined && bufferHoldMs > leaseMs / 2) {
       throw new ValidationError("bufferHoldMs", `must be at most half of leaseMs (${leaseMs / 2}), got ${bufferHoldMs}`);
     }
-    if (this.options.claimLeadMs > this.holdMs) {
-      throw new ValidationError("claimLeadMs", `must be at most bufferHoldMs (${this.holdMs}), got ${this.options.claimLeadMs}`);
+    const { claimLeadMs } = this.options;
+    if (claimLeadMs !== undefined && claimLeadMs > this.holdMs) {
+      throw new ValidationError("claimLeadMs", `must be at most bufferHoldMs (${this.holdMs}), got ${claimLeadMs}`);
     }
     const boundMs = statementBoundMs(leaseMs);
     if (options.pool) {
@@ -299,7 +304,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
         pollIntervalMs: this.options.pollIntervalMs,
         holdMs: this.holdMs,
         // Claimed early, a job waits in the buffer: none without one.
-        leadMs: this.options.prefetch > 0 ? this.options.claimLeadMs : 0,
+        leadMs: this.options.prefetch > 0 ? (this.options.claimLeadMs ?? Math.min(CLAIM_LEAD_MS, this.holdMs)) : 0,
       },
       this.outcomes,
       this.leases,

@@ -336,11 +336,13 @@ describe("claimed early (claimLeadMs)", () => {
     expect(after[0].started_at.getTime()).toBeGreaterThanOrEqual(after[0].run_at.getTime());
   });
 
-  it("refuses a lead beyond the buffer's hold bound or 1 s, naming the option", () => {
+  it("refuses a lead beyond the buffer's hold bound or 1 s, naming the option; the default lead fits any hold bound", () => {
     const task = workTask(Promise.resolve());
     expect(() => createWorker({ connectionString: h.db.url, tasks: [task], claimLeadMs: 600, bufferHoldMs: 500 })).toThrow(
       /claimLeadMs: must be at most bufferHoldMs \(500\), got 600/,
     );
     expect(() => createWorker({ connectionString: h.db.url, tasks: [task], claimLeadMs: 2000 })).toThrow(/claimLeadMs/);
+    // Unset, the lead follows a short hold bound down (leaseMs 100: bufferHoldMs 25).
+    expect(() => createWorker({ connectionString: h.db.url, tasks: [task], leaseMs: 100 })).not.toThrow();
   });
 });
