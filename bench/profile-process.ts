@@ -1,0 +1,87 @@
+/**
+ * `npx tsx bench/profile-process.ts`: where one worker's time goes on a backlog. Enqueues
+ * JOBS no-op jobs (default 100,000), runs `VACUUM ANALYZE` (unless FRESH=1), then one
+ * worker with the defaults (or the options in OPTS, JSON) processes them in this
+ * process. Prints jobs/s, PostgreSQL CPU and Node CPU per 1,000 jobs, and, when the
+ * server has `pg_stat_statements` loaded (shared_preload_libraries), the statements
+ * that took the most time with their buffer hits and WAL: the figures behind the
+ * process notes in BENCHMARKS.md. Run `perf record -a -g` beside it for a CPU profile
+ * of the server. Uses DATABASE_URL, else an embedded PostgreSQL (no pg_stat_statements
+ * there); works in a database of its own and drops it.
+ */
+import { tmpdir } from "node:os";
+import path from "node:path";
+import pg from "pg";
+import { pino } from "pino";
+import { z } from "zod";
+import { createClient, createWorker, defineTask, migrate } from "../src/index.js";
+import { startDevDatabase } from "../dev/database.js";
+import { postgresCpu } from "./lib/measure.js";
+
+const JOBS = Number(process.env.JOBS ?? 100_000);
+const server = await startDevDatabase({ dataDir: path.join(tmpdir(), `punctual-profile-${process.pid}`), persistent: false, containers: false });
+const admin = new pg.Client({ connectionString: server.url });
+await admin.connect();
+const name = `punctual_profile_${process.pid}`;
+await admin.query(`create database "${name}"`);
+const url = new URL(server.url);
+url.pathname = `/${name}`;
+await migrate(url.href);
+const pool = new pg.Pool({ connectionString: url.href, max: 4 });
+const statements = await pool
+  .query("create extension if not exists pg_stat_statements")
+  .then(() => pool.query("select pg_stat_statements_reset()"))
+  .then(
+    () => true,
+    () => false,
+  );
+
+let started = 0;
+let allStarted!: () => void;
+const done = new Promise<void>((resolve) => (allStarted = resolve));
+const task = defineTask({
+  name: "noop",
+  payload: z.object({ n: z.number() }),
+  run: () => {
+    if (++started === JOBS) allStarted();
+  },
+});
+const client = createClient({ executor: pool });
+for (let i = 0; i < JOBS; i += 1000) {
+  await client.enqueueMany(Array.from({ length: Math.min(1000, JOBS - i) }, (_, k) => ({ task, payload: { n: i + k } })));
+}
+if (process.env.FRESH !== "1") await pool.query("vacuum analyze punctual.jobs");
+if (statements) await pool.query("select pg_stat_statements_reset()");
+
+const pgCpu = postgresCpu(name);
+const nodeCpu = process.cpuUsage();
+const t0 = performance.now();
+const worker = createWorker({ connectionString: url.href, tasks: [task], logger: pino({ level: "silent" }), ...JSON.parse(process.env.OPTS ?? "{}") });
+await worker.start();
+await done;
+const ms = performance.now() - t0;
+const pgSeconds = pgCpu();
+const node = process.cpuUsage(nodeCpu);
+await worker.stop();
+
+const perThousand = (seconds: number) => `${((seconds * 1_000_000) / JOBS).toFixed(1)} ms`;
+console.log(
+  `${JOBS.toLocaleString("en-US")} jobs in ${(ms / 1000).toFixed(2)} s: ${Math.round((JOBS / ms) * 1000).toLocaleString("en-US")} jobs/s; ` +
+    `per 1,000 jobs: PostgreSQL CPU ${pgSeconds === null ? "n/a (server not local)" : perThousand(pgSeconds)}, ` +
+    `Node CPU ${perThousand((node.user + node.system) / 1e6)}`,
+);
+if (statements) {
+  const { rows } = await pool.query(
+    `select calls, round(total_exec_time::numeric) as exec_ms, rows, shared_blks_hit as buffer_hits, wal_records,
+            round(wal_bytes / 1e6, 1) as wal_mb, left(regexp_replace(query, '\\s+', ' ', 'g'), 70) as statement
+     from pg_stat_statements where dbid = (select oid from pg_database where datname = current_database())
+     order by total_exec_time desc limit 6`,
+  );
+  console.table(rows);
+} else {
+  console.log("(pg_stat_statements is not loaded on this server: no per-statement figures)");
+}
+await pool.end();
+await admin.query(`drop database "${name}" with (force)`);
+await admin.end();
+await server.stop();
