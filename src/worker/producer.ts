@@ -157,12 +157,8 @@ export class Producer {
   ) {
     // Wake-ups come `leadMs` before a due time, for the claim that takes it early.
     wakeups.leadMs = options.leadMs;
-    // Successes wait briefly to ride along with the next claim while the loop is about
-    // to send one (it waits for room, and handlers run). While a claim is in flight they
-    // do not wait for the one after it: the batcher writes them side by side with it, on
-    // another connection, so the database works on both at once instead of queueing
-    // every outcome behind a claim (see BENCHMARKS.md, process).
-    outcomes.claimComingSoon = () => !this.stopping && !this.claiming && this.waitingForRoom && this.running.size > 0;
+    // While the loop is busy, successes wait briefly to ride along with its next claim.
+    outcomes.claimComingSoon = () => !this.stopping && (this.claiming || (this.waitingForRoom && this.running.size > 0));
   }
 
   /** Claimed jobs waiting in the buffer for a slot. */
