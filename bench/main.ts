@@ -368,6 +368,8 @@ async function steady(e: Entry) {
         bytes: await e.handle.storageBytes(),
         dead: await e.handle.deadTuples(),
       });
+      const s = samples.at(-1)!;
+      log(`steady state sample ${samples.length}: ${s.rate.toFixed(0)} jobs/s, p99 ${s.p99.toFixed(0)} ms, ${(s.bytes / 1024 / 1024).toFixed(1)} MB, ${s.dead ?? "?"} dead tuples`);
       sampleAt += P.sampleMs;
     }
     await sleep(Math.max(0, start + tick * 100 - Date.now()));
@@ -382,6 +384,10 @@ async function steady(e: Entry) {
     `${first.p99.toFixed(0)} / ${last.p99.toFixed(0)} / ${Math.max(...samples.map((s) => s.p99)).toFixed(0)} ms`);
   record("Steady state", "storage, first / last / largest sample", "MB", "none", e.system, null,
     `${mb(first.bytes).toFixed(1)} / ${mb(last.bytes).toFixed(1)} / ${mb(Math.max(...samples.map((s) => s.bytes))).toFixed(1)} MB`);
+  // Levelling off: the last sample against the one at 2 minutes (or the middle one, in a --quick run).
+  const early = samples[Math.min(Math.round(120_000 / P.sampleMs) - 1, Math.floor(samples.length / 2))]!;
+  record("Steady state", `storage, last sample / sample at ${((samples.indexOf(early) + 1) * P.sampleMs) / 1000} s`, "", "none", e.system, null,
+    `${(last.bytes / early.bytes).toFixed(2)}x (${mb(last.bytes).toFixed(1)} / ${mb(early.bytes).toFixed(1)} MB)`);
   if (last.dead !== null) {
     record("Steady state", "dead tuples, last / largest sample", "", "none", e.system, null,
       `${last.dead.toLocaleString("en-US")} / ${Math.max(...samples.map((s) => s.dead ?? 0)).toLocaleString("en-US")}`);
