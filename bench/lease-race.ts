@@ -4,24 +4,15 @@
  * a renewal that raced a completion (issue 9, item 5). Uses DATABASE_URL, else an
  * embedded PostgreSQL; works in a database of its own and drops it.
  */
-import { tmpdir } from "node:os";
-import path from "node:path";
 import pg from "pg";
 import { pino } from "pino";
 import { z } from "zod";
-import { createClient, createWorker, defineTask, migrate } from "../src/index.js";
-import { startDevDatabase } from "../dev/database.js";
+import { createClient, createWorker, defineTask } from "../src/index.js";
+import { scratchDatabase } from "./lib/scratch-database.js";
 
 const JOBS = 5000;
-const server = await startDevDatabase({ dataDir: path.join(tmpdir(), `punctual-lease-race-${process.pid}`), persistent: false, containers: false });
-const admin = new pg.Client({ connectionString: server.url });
-await admin.connect();
-const name = `punctual_lease_race_${process.pid}`;
-await admin.query(`create database "${name}"`);
-const url = new URL(server.url);
-url.pathname = `/${name}`;
-await migrate(url.href);
-const pool = new pg.Pool({ connectionString: url.href, max: 8 });
+const db = await scratchDatabase("lease-race");
+const pool = new pg.Pool({ connectionString: db.url, max: 8 });
 const task = defineTask({
   name: "short",
   payload: z.object({ n: z.number() }),
@@ -40,6 +31,4 @@ await worker.stop();
 const { rows } = await pool.query("select state, count(*)::int as jobs from punctual.jobs group by state");
 console.log(JSON.stringify({ jobs: JOBS, succeeded, falseLostEvents: lost, table: rows }));
 await pool.end();
-await admin.query(`drop database "${name}" with (force)`);
-await admin.end();
-await server.stop();
+await db.drop();

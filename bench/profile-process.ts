@@ -9,25 +9,16 @@
  * of the server. Uses DATABASE_URL, else an embedded PostgreSQL (no pg_stat_statements
  * there); works in a database of its own and drops it.
  */
-import { tmpdir } from "node:os";
-import path from "node:path";
 import pg from "pg";
 import { pino } from "pino";
 import { z } from "zod";
-import { createClient, createWorker, defineTask, migrate } from "../src/index.js";
-import { startDevDatabase } from "../dev/database.js";
+import { createClient, createWorker, defineTask } from "../src/index.js";
+import { scratchDatabase } from "./lib/scratch-database.js";
 import { postgresCpu } from "./lib/measure.js";
 
 const JOBS = Number(process.env.JOBS ?? 100_000);
-const server = await startDevDatabase({ dataDir: path.join(tmpdir(), `punctual-profile-${process.pid}`), persistent: false, containers: false });
-const admin = new pg.Client({ connectionString: server.url });
-await admin.connect();
-const name = `punctual_profile_${process.pid}`;
-await admin.query(`create database "${name}"`);
-const url = new URL(server.url);
-url.pathname = `/${name}`;
-await migrate(url.href);
-const pool = new pg.Pool({ connectionString: url.href, max: 4 });
+const db = await scratchDatabase("profile");
+const pool = new pg.Pool({ connectionString: db.url, max: 4 });
 const statements = await pool
   .query("create extension if not exists pg_stat_statements")
   .then(() => pool.query("select pg_stat_statements_reset()"))
@@ -53,10 +44,10 @@ for (let i = 0; i < JOBS; i += 1000) {
 if (process.env.FRESH !== "1") await pool.query("vacuum analyze punctual.jobs");
 if (statements) await pool.query("select pg_stat_statements_reset()");
 
-const pgCpu = postgresCpu(name);
+const pgCpu = postgresCpu(db.name);
 const nodeCpu = process.cpuUsage();
 const t0 = performance.now();
-const worker = createWorker({ connectionString: url.href, tasks: [task], logger: pino({ level: "silent" }), ...JSON.parse(process.env.OPTS ?? "{}") });
+const worker = createWorker({ connectionString: db.url, tasks: [task], logger: pino({ level: "silent" }), ...JSON.parse(process.env.OPTS ?? "{}") });
 await worker.start();
 await done;
 const ms = performance.now() - t0;
@@ -82,6 +73,4 @@ if (statements) {
   console.log("(pg_stat_statements is not loaded on this server: no per-statement figures)");
 }
 await pool.end();
-await admin.query(`drop database "${name}" with (force)`);
-await admin.end();
-await server.stop();
+await db.drop();
