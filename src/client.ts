@@ -2,7 +2,7 @@ import pg from "pg";
 import { z } from "zod";
 import { CLIENT_QUERY_TIMEOUT_MS, withConnectionDefaults } from "./connection.js";
 import { ValidationError } from "./errors.js";
-import { isPool, PreparedStatements, toQueryable, UNPREPARED_WARNING, withTransaction, type Executor, type Queryable } from "./executor.js";
+import { isPgPool, PreparedStatements, toQueryable, UNPREPARED_WARNING, withTransaction, type Executor, type Queryable } from "./executor.js";
 import { nextRunAt } from "./schedule/next.js";
 import { parseRule, ruleToColumns, toRule, type Rule, type ScheduleRule } from "./schedule/rule.js";
 import { jobRemoveUndeclared, jobScheduleMany, scheduleLockReconcile, type ScheduleInsert, type ScheduleRow } from "./sql/schedules.js";
@@ -522,7 +522,7 @@ export class Client {
    * where grouping would tie the calls' fates together.
    */
   private coalescer(): EnqueueCoalescer | undefined {
-    if (this.enqueues === undefined && isPool(this.executor)) this.enqueues = new EnqueueCoalescer(this.queryable(undefined));
+    if (this.enqueues === undefined && isPgPool(this.executor)) this.enqueues = new EnqueueCoalescer(this.queryable(undefined));
     return this.enqueues;
   }
 

@@ -146,16 +146,6 @@ export function toQueryable(executor: Executor, { prepared = false }: { prepared
 }
 
 /**
- * Whether `executor` is a pg Pool: each statement sent through it runs on whichever
- * connection is free, as its own transaction. (Duck-typed, so a Pool from another copy
- * of pg counts too; a PoolClient or Client has no counts.)
- */
-export function isPool(executor: Executor | undefined): executor is pg.Pool {
-  const pool = executor as Partial<pg.Pool> | undefined;
-  return typeof pool?.query === "function" && typeof pool.totalCount === "number" && typeof pool.idleCount === "number";
-}
-
-/**
  * Whether `executor` is a connection inside a transaction block, which the error has
  * then aborted. pg hands a statement's error over as soon as the ErrorResponse
  * arrives, before the ReadyForQuery that reports the aborted state ('E'), so the status

@@ -10,7 +10,6 @@ import { retryDelayMs, type BackoffOptions } from "./backoff.js";
 import type { OutcomeBatcher, RecordedState } from "./outcome-batcher.js";
 import type { JobEvent, WorkerEvents } from "./events.js";
 
-/** A job this worker holds: claimed, waiting in its buffer or running. */
 /**
  * A job's abort signal, made only when something asks for it: a handler that reads
  * `ctx.signal`, or a cancel, lease loss or drain timeout. Most jobs never need one, and
@@ -29,6 +28,7 @@ export class LazyAbort {
   }
 }
 
+/** A job this worker holds: claimed, waiting in its buffer or running. */
 export interface Running {
   job: JobEvent;
   abort: LazyAbort;
