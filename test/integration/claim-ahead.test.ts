@@ -336,6 +336,16 @@ describe("claimed early (claimLeadMs)", () => {
     expect(after[0].started_at.getTime()).toBeGreaterThanOrEqual(after[0].run_at.getTime());
   });
 
+  it("with prefetch 0 (no buffer to wait in) nothing is claimed before its run_at, whatever the lead", async () => {
+    const task = defineTask({ name: "work", payload: z.object({ n: z.number() }), run: () => {} });
+    const worker = h.startWorker({ tasks: [task], prefetch: 0, claimLeadMs: 1000 });
+    await next(worker, "worker:poll");
+    const claimedAt = new Promise<number>((resolve) => worker.on("worker:poll", ({ claimed }) => claimed > 0 && resolve(Date.now())));
+    const [job] = await h.punctual.enqueueMany([{ task, payload: { n: 1 }, delay: 500 }]);
+
+    expect(await claimedAt).toBeGreaterThanOrEqual(job!.runAt.getTime());
+  });
+
   it("refuses a lead beyond the buffer's hold bound or 1 s, naming the option; the default lead fits any hold bound", () => {
     const task = workTask(Promise.resolve());
     expect(() => createWorker({ connectionString: h.db.url, tasks: [task], claimLeadMs: 600, bufferHoldMs: 500 })).toThrow(
