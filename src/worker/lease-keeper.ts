@@ -19,6 +19,8 @@ export class LeaseKeeper {
   private nextAt = Number.POSITIVE_INFINITY;
   /** A renewal asked for while one was in flight: the next one comes this soon. */
   private soonMs: number | null = null;
+  /** When the last renewal was sent (`performance.now()`); the regular beat counts from it. */
+  private lastSentAt = 0;
   private stopped = true;
 
   constructor(
@@ -29,6 +31,8 @@ export class LeaseKeeper {
     private readonly events: {
       /** Whether this entry waits in the buffer or its handler still runs (its job is the worker's to judge). */
       isRunning(entry: Running): boolean;
+      /** Whether this entry's handler still runs (it has not returned). */
+      handlerRunning(entry: Running): boolean;
       /** A running or buffered job's lease was taken over by another worker. */
       lost(entry: Running): void;
       /** A cancel was requested for a running job. */
@@ -54,6 +58,7 @@ export class LeaseKeeper {
 
   start(): void {
     this.stopped = false;
+    this.lastSentAt = performance.now();
     this.schedule();
   }
 
@@ -78,6 +83,7 @@ export class LeaseKeeper {
     try {
       const now = performance.now();
       const sentAt = now;
+      this.lastSentAt = sentAt;
       // Jobs started from the buffer since the last renewal: their start is written now.
       const starting = held.filter((r) => !r.startRecorded && r.startedAt !== null);
       const renewed = await jobRenewLeases(
@@ -109,7 +115,9 @@ export class LeaseKeeper {
   /**
    * Renews within `ms` rather than at the next beat: a job started from the buffer gets
    * its `started_at` written soon even when its handler runs long and no outcome
-   * carries it. Renewals still never overlap.
+   * carries it. Renewals still never overlap. When the time comes and every such job's
+   * handler has returned (short jobs: their outcomes carry the start), nothing is sent:
+   * a busy worker of short jobs would otherwise renew all it holds every `ms`.
    */
   soon(ms: number): void {
     if (this.stopped) return;
@@ -126,12 +134,23 @@ export class LeaseKeeper {
     this.arm(ms);
   }
 
+  /** A held job started from the buffer whose row does not say so yet, and no outcome will soon. */
+  private needsStartMark(): boolean {
+    for (const r of this.held.values()) {
+      if (!r.released && !r.startRecorded && r.startedAt !== null && this.events.handlerRunning(r)) return true;
+    }
+    return false;
+  }
+
   private arm(ms: number) {
     if (this.stopped) return;
     clearTimeout(this.timer);
     this.nextAt = performance.now() + ms;
     this.timer = setTimeout(() => {
       this.nextAt = Number.POSITIVE_INFINITY;
+      // Early (before the beat) only for start marks: skipped when none is needed.
+      const beatIn = this.lastSentAt + this.intervalMs - performance.now();
+      if (beatIn > 0 && !this.needsStartMark()) return this.arm(beatIn);
       void this.renewOnce().finally(() => this.schedule());
     }, ms);
   }

@@ -278,6 +278,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
       : this.db;
     this.leases = new LeaseKeeper(leaseDb, this.id, leaseMs, heartbeatMs, {
       isRunning: (entry) => this.producer.holds(entry),
+      handlerRunning: (entry) => this.producer.running.get(entry.job.id) === entry,
       lost: (entry) => {
         if (this.producer.dropBuffered(entry)) {
           this.logger.warn({ job: entry.job.id }, "lease lost while the job waited in the buffer; it does not start here");
