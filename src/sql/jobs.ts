@@ -223,12 +223,12 @@ export async function jobCompleteAndClaim(
   params: ClaimParams,
   successes: readonly (HeldJob & NextOccurrence & StartedAgo)[],
 ): Promise<{ claimed: ClaimedRow[]; completed: HeldJob[] }> {
-  // Successes of one-off jobs only (the common case): no next occurrence to insert, and
-  // the leaner COMPLETE_ONE_OFF.
+  // Successes of one-off jobs only (the common case): no next occurrence to insert (and
+  // no INSERT for the statement-level trigger to fire on).
   const periodic = successes.some((s) => s.cron !== null || s.every_ms !== null);
   const done = periodic
     ? `done as (${COMPLETE_UPDATE("$7")}), next as (${INSERT_NEXT_OCCURRENCE("done")})`
-    : `done as (${COMPLETE_ONE_OFF})`;
+    : `done as (${COMPLETE_ONE_OFF("$7")})`;
   const rows = await db.query<ClaimedRow & { done_ids: string[] | null; done_attempts: number[] | null } & Record<string, unknown>>(
     `with ${done},
      claimed as (${claimUpdate(params.limit)})
@@ -239,8 +239,8 @@ export async function jobCompleteAndClaim(
      from (select array_agg(id) as done_ids, array_agg(attempts) as done_attempts from done) as d
      left join claimed as c on true
      order by ${CLAIM_ORDER("c")}`,
-    periodic ? [...claimValues(params), JSON.stringify(byId(successes))] : [...claimValues(params), ...oneOffValues(successes)],
-    `complete_claim_${periodic ? "" : "one_off_"}${params.limit}`,
+    [...claimValues(params), JSON.stringify(byId(successes))],
+    `complete_claim_${periodic ? "periodic_" : ""}${params.limit}`,
   );
   return {
     claimed: rows.filter((r) => r.id !== null),
@@ -309,10 +309,13 @@ const STARTED_AT = (row: string, input: string) =>
  * updates from that index: every running row, and every dead index entry of rows that
  * ran since the last vacuum, tested against every outcome (50 ms for 256 outcomes
  * after 15,000 claims, and growing). Cast, it leaves one plan: for each input row,
- * look its id up by primary key, also before the table has statistics. (Not with
- * `j.id = any(ids)` beside the join: PostgreSQL then fetches the rows by that list and
- * scans the whole input for each, 200 × 200 comparisons: 8 ms instead of 1.4 ms for a
- * 200-job renewal.)
+ * look its id up by primary key, also before the table has statistics.
+ *
+ * The input rows come as JSON (`jsonb_to_recordset`), whose row count the planner
+ * does not know. Given as arrays (`unnest`), it knows it, and for a few hundred rows on
+ * a table of 100,000 chose to scan the whole table (250 ms for 731 outcomes); with
+ * `j.id = any(ids)` beside the join, it fetched the rows by that list and scanned the
+ * whole input again for each (8 ms instead of 1.4 ms for a 200-job renewal).
  */
 const FENCED = (row: string, input: string) =>
   `${row}.id = ${input}.id and ${row}.state::text = 'running' and ${row}.locked_by = $1 and ${row}.attempts = ${input}.attempt`;
@@ -334,29 +337,16 @@ const COMPLETE_UPDATE = (input: string) => `
   returning j.*, i.next_slot, ${RULE_UNCHANGED}`;
 
 /**
- * `COMPLETE_UPDATE` for successes of one-off jobs, parameters $7 ids, $8 attempts, $9
- * started_ago_ms, $10 results (JSON text; see `oneOffValues`). Arrays instead of a JSON
- * document, and only the ids and attempts returned (not whole rows for a next
- * occurrence): 6% less time for the worker's hot statement (`bench/profile-process.ts`).
+ * `COMPLETE_UPDATE` for successes of one-off jobs (no rule: no next occurrence to
+ * insert), returning only what the answer needs instead of whole rows.
  */
-const COMPLETE_ONE_OFF = `
+const COMPLETE_ONE_OFF = (input: string) => `
   update punctual.jobs as j
   set state = 'succeeded', finished_at = now(), locked_by = null, locked_until = null, updated_at = now(),
       result = i.result, ${STARTED_AT("j", "i")}
-  from unnest($7::bigint[], $8::integer[], $9::integer[], $10::jsonb[]) as i(id, attempt, started_ago_ms, result)
+  from ${outcomeInput(input)})
   where ${FENCED("j", "i")}
   returning j.id, j.attempts`;
-
-/** The parameters $7 to $10 of `COMPLETE_ONE_OFF`, in id order. */
-function oneOffValues(successes: readonly (HeldJob & StartedAgo)[]) {
-  const sorted = byId(successes);
-  return [
-    sorted.map((s) => s.id),
-    sorted.map((s) => s.attempt),
-    sorted.map((s) => s.started_ago_ms ?? null),
-    sorted.map((s) => (s.result === undefined || s.result === null ? null : JSON.stringify(s.result))),
-  ];
-}
 
 /**
  * `rows` in id order. The statements that write outcomes and renew leases run side by
@@ -497,10 +487,10 @@ export async function jobReleaseMany(db: Queryable, workerId: string, held: read
     `update punctual.jobs as j
      set state = 'pending', run_at = now(), locked_by = null, locked_until = null, updated_at = now(),
          last_error = 'released: the worker stopped before the handler finished'
-     from unnest($2::bigint[], $3::integer[]) as h(id, attempt)
+     from jsonb_to_recordset($2::jsonb) as h(id bigint, attempt integer)
      where ${FENCED("j", "h")}
      returning j.id`,
-    [workerId, held.map((h) => h.id), held.map((h) => h.attempt)],
+    [workerId, JSON.stringify(byId(held))],
   );
   return rows.map((r) => Number(r.id));
 }
@@ -518,14 +508,13 @@ export async function jobRenewLeases(
   held: readonly (HeldJob & { startedAgoMs: number | null })[],
   leaseMs: number,
 ) {
-  const sorted = byId(held);
   const rows = await db.query<{ id: string; cancel_requested: boolean }>(
     `update punctual.jobs as j
      set locked_until = now() + $3 * interval '1 millisecond', ${STARTED_AT("j", "h")}
-     from unnest($2::bigint[], $4::integer[], $5::integer[]) as h(id, attempt, started_ago_ms)
+     from jsonb_to_recordset($2::jsonb) as h(id bigint, attempt integer, started_ago_ms integer)
      where ${FENCED("j", "h")}
      returning j.id, j.cancel_requested_at is not null as cancel_requested`,
-    [workerId, sorted.map((h) => h.id), leaseMs, sorted.map((h) => h.attempt), sorted.map((h) => h.startedAgoMs)],
+    [workerId, JSON.stringify(byId(held).map((h) => ({ id: h.id, attempt: h.attempt, started_ago_ms: h.startedAgoMs }))), leaseMs],
     "renew_leases",
   );
   return rows.map((r) => ({ id: Number(r.id), cancelRequested: r.cancel_requested }));
@@ -544,10 +533,10 @@ export async function jobUnclaimMany(db: Queryable, workerId: string, held: read
      set state = case when j.cancel_requested_at is null then 'pending' else 'cancelled' end::punctual.job_state,
          finished_at = case when j.cancel_requested_at is null then null else now() end,
          attempts = greatest(j.attempts - 1, 0), locked_by = null, locked_until = null, updated_at = now()
-     from unnest($2::bigint[], $3::integer[]) as h(id, attempt)
+     from jsonb_to_recordset($2::jsonb) as h(id bigint, attempt integer)
      where ${FENCED("j", "h")} and j.started_at is null
      returning j.id`,
-    [workerId, held.map((h) => h.id), held.map((h) => h.attempt)],
+    [workerId, JSON.stringify(byId(held))],
   );
   return rows.map((r) => Number(r.id));
 }
