@@ -67,8 +67,9 @@ const optionsSchema = z.strictObject({
 });
 
 /**
- * One page of schedules in key order. Reads the live-key index (pending and running
- * rows, by key) in order, keeps the rows that carry a rule, and finds each one's
+ * One page of schedules in key order. Reads the live-key index (keyed pending and
+ * running rows, by key; a periodic job enqueued by SQL without a key is not in it, and
+ * not listed) in order, keeps the rows that carry a rule, and finds each one's
  * previous occurrence through the key index: the cost is the page's, not the table's.
  *
  * @example
@@ -93,7 +94,7 @@ export async function listSchedules(executor: Executor, options: ListSchedulesOp
        where h.key = s.key and h.id < s.id and h.state in ('succeeded', 'failed', 'cancelled')
        order by h.id desc limit 1
      ) as prev on true
-     where s.state in ('pending', 'running') and (s.cron is not null or s.every_ms is not null)
+     where s.key is not null and s.state in ('pending', 'running') and (s.cron is not null or s.every_ms is not null)
        ${conditions.map((c) => `and ${c}`).join(" ")}
      order by s.key
      limit ${params.add(limit + 1)}`,

@@ -47,7 +47,7 @@ const ENQUEUE_ONE = `with written as (
           coalesce($5::smallint, 0), coalesce($6::timestamptz, now()), coalesce($7::integer, 5), $9::jsonb)
   -- The partial unique index decides, not a SELECT: two racing enqueues of one key
   -- cannot both insert. The SET list is enqueue_many's, column for column.
-  on conflict (key) where state in ('pending', 'running') do update
+  on conflict (key) where key is not null and state in ('pending', 'running') do update
     set task = excluded.task, payload = excluded.payload, queue = excluded.queue,
         priority = excluded.priority, run_at = excluded.run_at, max_attempts = excluded.max_attempts,
         cron = excluded.cron, tz = excluded.tz, every_ms = excluded.every_ms,

@@ -305,6 +305,9 @@ describe("against a database", () => {
     expect(header).toMatch(/^KEY\s+TASK\s+RULE\s+ZONE\s+MISSED\s+STATE\s+NEXT RUN \(UTC\)\s+NEXT RUN \(LOCAL\)\s+LAST OUTCOME$/);
     expect(line).toMatch(/^digest:paris\s+hello\s+cron 0 8 \* \* \*\s+Europe\/Paris\s+skip\s+pending\s+\S+Z\s+\d{4}-\d\d-\d\d 08:00:00 \+0[12]:00\s+failed \S+ mailer down$/);
 
+    // A periodic job enqueued by SQL without a key has nothing to page by: not listed.
+    await db.pool.query(`select * from punctual.enqueue_many('[{"task": "hello", "every_ms": 60000}]')`);
+
     // Paged by key.
     const page1 = await listSchedules(db.pool, { limit: 2 });
     const page2 = await listSchedules(db.pool, { limit: 2, cursor: page1.nextCursor });
