@@ -1,7 +1,10 @@
 /**
- * Punctual itself. Both modes are the same: its defaults are its fast path (claims
- * ahead into a bounded buffer, outcomes in batches, LISTEN/NOTIFY plus a timer for the
- * next run_at), so there is nothing to tune.
+ * Punctual itself. Its defaults are its fast path (claims ahead into a bounded buffer,
+ * outcomes in batches, LISTEN/NOTIFY plus a timer for the next run_at). "best" adds
+ * `retention: 0`: a one-off job's row is deleted as its success is recorded, as
+ * graphile-worker deletes a finished job, instead of being kept for a day (the default)
+ * and pruned. Workloads that say how long finished jobs are kept (steady state) keep
+ * them that long in both modes.
  */
 import pg from "pg";
 import { pino } from "pino";
@@ -106,6 +109,7 @@ const punctual: SystemModule = {
       tasks: [noopTask(spec.onJob, spec.effect, appPool)],
       concurrency: spec.concurrency,
       logger: silent,
+      ...(spec.mode === "best" && { retention: 0 }),
       ...(spec.keepFinishedMs !== undefined && { retention: spec.keepFinishedMs, pruneIntervalMs: 5_000 }),
     });
     await worker.start();

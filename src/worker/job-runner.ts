@@ -163,7 +163,7 @@ export class JobRunner {
             // same fence (still running, ours, this attempt) and the next occurrence.
             const [done] = await jobCompleteMany(toQueryable(tx), this.outcomes.workerId, [
               { id: job.id, attempt: job.attempt, next_slot: this.nextSlot(rule, row, null), ...fingerprint, started_ago_ms: startedAgo(entry) },
-            ]);
+            ], this.outcomes.deleteSucceeded);
             if (!done) throw new LeaseLostError(job.id);
             completedInTransaction = true;
             if (done.nextRunAt) this.outcomes.onRunAgainAt(done.nextRunAt, done.dbNow);

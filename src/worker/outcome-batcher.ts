@@ -71,6 +71,12 @@ export class OutcomeBatcher {
    */
   onRunAgainAt: (runAt: Date, dbNow?: Date) => void = () => {};
 
+  /**
+   * `retention: 0`: successes of one-off jobs delete their row instead of marking it
+   * succeeded (see `jobCompleteMany`). Every statement that records a success reads it.
+   */
+  deleteSucceeded = false;
+
   constructor(
     private readonly db: Queryable,
     readonly workerId: string,
@@ -252,7 +258,7 @@ export class OutcomeBatcher {
   }
 
   private async writeSuccesses(items: Success[]) {
-    const written = await jobCompleteMany(this.db, this.workerId, items);
+    const written = await jobCompleteMany(this.db, this.workerId, items, this.deleteSucceeded);
     const [first] = written;
     if (first?.nextRunAt) this.tellRunAgainAt(first.nextRunAt, first.dbNow);
     return new Map(written.map((row) => [outcomeKey(row), "succeeded" as const]));

@@ -337,7 +337,7 @@ export class Producer {
     let rows: ClaimedRow[];
     if (taken) {
       try {
-        const result = await jobCompleteAndClaim(this.db, params, taken.successes);
+        const result = await jobCompleteAndClaim(this.db, params, taken.successes, this.outcomes.deleteSucceeded);
         taken.settle(result.completed);
         rows = result.claimed;
       } catch (error) {

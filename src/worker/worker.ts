@@ -87,7 +87,12 @@ export interface WorkerOptions {
   heartbeatIntervalMs?: number;
   /** How often this worker looks for expired leases to take back. Default leaseMs / 3. */
   rescueIntervalMs?: number;
-  /** How long finished jobs are kept before pruning; `false` keeps them. Default `"1d"`. */
+  /**
+   * How long finished jobs are kept before pruning; `false` keeps them. Default `"1d"`.
+   * `0`: a one-off job's row is deleted in the statement that records its success (the
+   * fastest path); failed and cancelled jobs, and periodic occurrences, at the next
+   * prune.
+   */
   retention?: Duration | false;
   /** How often this worker prunes finished jobs. Default 60,000 ms. */
   pruneIntervalMs?: number;
@@ -253,6 +258,8 @@ export class Worker extends EventEmitter<WorkerEvents> {
     this.db = toQueryable(this.watchdog.guard(this.pool) as pg.Pool, { prepared });
     this.schedules = options.schedules;
     this.outcomes = new OutcomeBatcher(this.db, this.id, (error) => this.reportError(error));
+    // Nothing to keep: one-off successes are deleted as they are recorded.
+    this.outcomes.deleteSucceeded = this.options.retention === 0;
     // Next occurrences and retries it writes set the timer: on time without LISTEN too.
     this.outcomes.onRunAgainAt = (runAt, dbNow) => this.wakeups.dueAt(runAt, dbNow);
     this.runner = new JobRunner(this.outcomes, options.backoff ?? {}, (event, ...args) =>

@@ -245,6 +245,39 @@ describe("retention", () => {
     ]);
   });
 
+  it("retention 0: a one-off job's row is deleted as its success is recorded; failures and periodic occurrences wait for the prune, and the next occurrence is inserted", async () => {
+    const failing = defineTask({ name: "failing", payload: z.object({}), maxAttempts: 1, run: () => { throw new Error("no"); } });
+    // No prune round during the test: whatever is deleted, the success statement deleted.
+    const worker = startWorker({ tasks: [quick, failing], retention: 0, pruneIntervalMs: 3_600_000 });
+    const seen = new Set<number | string>();
+    let allSeen!: () => void;
+    const succeeded = new Promise<void>((resolve) => (allSeen = resolve));
+    const expected = new Set<number | string>(["tick"]);
+    const check = () => [...expected].every((k) => seen.has(k)) && allSeen();
+    worker.on("job:succeeded", (job) => {
+      seen.add(job.key ?? job.id);
+      check();
+    });
+    const failed = next(worker, "job:failed");
+    const jobs = await t.punctual.enqueueMany(Array.from({ length: 50 }, (_, n) => ({ task: quick, payload: { n } })));
+    for (const job of jobs) expected.add(job.id);
+    const { id: failedId } = await t.punctual.enqueue(failing, {});
+    await t.punctual.schedule("tick", quick, {}, { every: 100 });
+    check();
+    await Promise.all([succeeded, failed]);
+    await worker.stop();
+    const { rows } = await t.db.pool.query(
+      `select coalesce(key, 'one-off') as kind, state, count(*)::int as n from punctual.jobs
+       where id = any($1) or id = $2 or key = 'tick' group by 1, 2 order by 1, 2`,
+      [jobs.map((j) => j.id), failedId],
+    );
+    // The 50 one-off rows are gone; the failure and the schedule's occurrences are kept
+    // (for the prune), and its next occurrence waits.
+    expect(rows.filter((r) => r.kind !== "tick")).toEqual([{ kind: "one-off", state: "failed", n: 1 }]);
+    expect(rows.filter((r) => r.kind === "tick").map((r) => r.state)).toEqual(["pending", "succeeded"]);
+    expect(rows.find((r) => r.kind === "tick" && r.state === "pending").n).toBe(1);
+  });
+
   it("workers prune on their own", async () => {
     await t.db.pool.query(`insert into punctual.jobs (task, state, finished_at) select 'quick', 'succeeded', now() - interval '1 hour' from generate_series(1, 30)`);
     const worker = startWorker({ tasks: [quick], retention: "1m", pruneIntervalMs: 20 });
