@@ -225,14 +225,9 @@ export async function jobCompleteAndClaim(
   successes: readonly (HeldJob & NextOccurrence & StartedAgo)[],
   deleteOneOff = false,
 ): Promise<{ claimed: ClaimedRow[]; completed: HeldJob[] }> {
-  // Successes of one-off jobs only (the common case): no next occurrence to insert (and
-  // no INSERT for the statement-level trigger to fire on).
-  const periodic = successes.some(isPeriodic);
-  const done = periodic
-    ? `done as (${COMPLETE_UPDATE("$7")}), next as (${INSERT_NEXT_OCCURRENCE("done")})`
-    : `done as (${(deleteOneOff ? DELETE_ONE_OFF : COMPLETE_ONE_OFF)("$7")})`;
+  const done = recordSuccesses("$7", successes, deleteOneOff);
   const rows = await db.query<ClaimedRow & { done_ids: string[] | null; done_attempts: number[] | null } & Record<string, unknown>>(
-    `with ${done},
+    `with ${done.ctes},
      claimed as (${claimUpdate(params.limit)})
      -- The completed ids once, on the first row only (not repeated on every claimed row).
      select case when row_number() over (order by ${CLAIM_ORDER("c")}) = 1 then d.done_ids end as done_ids,
@@ -242,7 +237,7 @@ export async function jobCompleteAndClaim(
      left join claimed as c on true
      order by ${CLAIM_ORDER("c")}`,
     [...claimValues(params), JSON.stringify(byId(successes))],
-    `complete_claim_${periodic ? "periodic_" : deleteOneOff ? "delete_" : ""}${params.limit}`,
+    `complete_claim${done.variant}_${params.limit}`,
   );
   return {
     claimed: rows.filter((r) => r.id !== null),
@@ -362,7 +357,22 @@ const DELETE_ONE_OFF = (input: string) => `
   where ${FENCED("j", "i")}
   returning j.id, j.attempts`;
 
-const isPeriodic = (s: NextOccurrence) => s.cron !== null || s.every_ms !== null;
+/**
+ * The CTEs that record `successes` (JSON parameter `param`), for `jobCompleteMany` and
+ * `jobCompleteAndClaim`: `done` returns each recorded job's id and attempts, and, when a
+ * success carries a rule, `next` inserts the next occurrences and returns their run_at.
+ * Only one-off successes (the common case): no next-occurrence INSERT (nor the trigger
+ * it fires), and with `deleteOneOff` (`retention: 0`) their rows are deleted. A batch
+ * with a periodic success is written as usual, one-off ones included, and pruned.
+ * `variant` tells them apart in the statements' prepared names ("" for one-off successes).
+ */
+function recordSuccesses(param: string, successes: readonly NextOccurrence[], deleteOneOff: boolean) {
+  if (successes.some((s) => s.cron !== null || s.every_ms !== null)) {
+    return { variant: "_periodic", ctes: `done as (${COMPLETE_UPDATE(param)}), next as (${INSERT_NEXT_OCCURRENCE("done")} returning run_at)` };
+  }
+  if (deleteOneOff) return { variant: "_delete", ctes: `done as (${DELETE_ONE_OFF(param)})` };
+  return { variant: "", ctes: `done as (${COMPLETE_ONE_OFF(param)})` };
+}
 
 /**
  * `rows` in id order. The statements that write outcomes and renew leases run side by
@@ -410,8 +420,7 @@ export interface RunAgainAt {
  * succeeded, change, so a worker whose lease was taken over cannot overwrite the new
  * owner's outcome. Returns one row per recorded job; `nextRunAt` and `dbNow` are the
  * statement's (the same on every row): see `RunAgainAt`. `deleteOneOff` (`retention:
- * 0`): a batch of one-off successes only is deleted instead (DELETE_ONE_OFF); a batch
- * with a periodic occurrence is written as usual, and the pruner deletes it.
+ * 0`): see `recordSuccesses`.
  */
 export async function jobCompleteMany(
   db: Queryable,
@@ -419,17 +428,14 @@ export async function jobCompleteMany(
   jobs: readonly (HeldJob & NextOccurrence & StartedAgo)[],
   deleteOneOff = false,
 ): Promise<(HeldJob & RunAgainAt)[]> {
-  const remove = deleteOneOff && !jobs.some(isPeriodic);
+  const done = recordSuccesses("$2", jobs, deleteOneOff);
   const rows = await db.query<{ id: string; attempts: number; next_run_at: Date | null; db_now: Date }>(
-    remove
-      ? `with done as (${DELETE_ONE_OFF("$2")})
-         select d.id, d.attempts, null::timestamptz as next_run_at, clock_timestamp() as db_now from done as d`
-      : `with done as (${COMPLETE_UPDATE("$2")}),
-         next as (${INSERT_NEXT_OCCURRENCE("done")} returning run_at)
-         select d.id, d.attempts, (select min(n.run_at) from next as n) as next_run_at, clock_timestamp() as db_now
-         from done as d`,
+    `with ${done.ctes}
+     select d.id, d.attempts, ${done.variant === "_periodic" ? "(select min(n.run_at) from next as n)" : "null::timestamptz"} as next_run_at,
+            clock_timestamp() as db_now
+     from done as d`,
     [workerId, JSON.stringify(byId(jobs))],
-    remove ? "complete_delete" : "complete",
+    `complete${done.variant}`,
   );
   return rows.map((r) => ({ id: Number(r.id), attempt: r.attempts, nextRunAt: r.next_run_at, dbNow: r.db_now }));
 }

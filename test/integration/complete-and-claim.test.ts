@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
 import { createClient, defineTask } from "../../src/index.js";
 import { toQueryable } from "../../src/executor.js";
-import { jobClaim, jobCompleteAndClaim } from "../../src/sql/jobs.js";
+import { jobClaim, jobCompleteAndClaim, jobCompleteMany } from "../../src/sql/jobs.js";
 import { OutcomeBatcher } from "../../src/worker/outcome-batcher.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 
@@ -46,6 +46,34 @@ describe("the worker's hot path: successes ride along with the next claim", () =
     const { completed, claimed } = await jobCompleteAndClaim(q, params("w1", 10), [success(Number(job!.id))]);
     expect(completed).toEqual([{ id: Number(job!.id), attempt: 1 }]);
     expect(claimed).toEqual([]);
+  });
+});
+
+describe("retention 0: successes delete their rows", () => {
+  it("a one-off success deletes its row, fenced on the lease and attempt; a batch with a periodic success is written as usual", async () => {
+    await db.pool.query("truncate punctual.jobs");
+    await createClient({ executor: db.pool }).enqueueMany([0, 1, 2, 3, 4].map((n) => ({ task: noop, payload: { n } })));
+    const q = toQueryable(db.pool, { prepared: true });
+    const [a, b, stale, c] = (await jobClaim(q, params("w1", 4))).map((r) => Number(r.id));
+    const [theirs] = (await jobClaim(q, params("w2", 1))).map((r) => Number(r.id));
+
+    // Another worker's job and a stale attempt are fenced out: not deleted.
+    const { completed } = await jobCompleteAndClaim(q, params("w1", 1), [success(a!), success(theirs!), { ...success(stale!), attempt: 2 }], true);
+    expect(completed).toEqual([{ id: a, attempt: 1 }]);
+    expect(await jobCompleteMany(q, "w1", [success(b!)], true)).toMatchObject([{ id: b, attempt: 1, nextRunAt: null }]);
+    // With a periodic success in the batch, every row is marked succeeded (the pruner deletes them).
+    await db.pool.query("update punctual.jobs set every_ms = 60000 where id = $1", [c]);
+    const periodic = { ...success(c!), every_ms: "60000", next_slot: new Date(Date.now() + 60_000) };
+    expect((await jobCompleteMany(q, "w1", [periodic], true)).map((r) => r.id)).toEqual([c]);
+
+    const { rows } = await db.pool.query("select id::int, state from punctual.jobs where id = any($1) order by id", [[a, b, stale, c, theirs]]);
+    expect(rows).toEqual(
+      [
+        { id: stale, state: "running" },
+        { id: c, state: "succeeded" },
+        { id: theirs, state: "running" },
+      ].sort((x, y) => x.id! - y.id!),
+    );
   });
 });
 
