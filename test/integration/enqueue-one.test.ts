@@ -345,3 +345,20 @@ describe("single-row enqueue: executors", () => {
     expect(() => createClient({ executor: db.pool, prepare: "yes" as never })).toThrow(ValidationError);
   });
 });
+
+describe("the live-key index (drizzle/0011)", () => {
+  it("holds keyed live rows only: the ON CONFLICT clause of clients before 0011 fails with 42P10 and writes nothing (README, Upgrading)", async () => {
+    await db.pool.query("truncate punctual.jobs");
+    await punctual.enqueue(sendEmail, { to: "a@example.com" });
+    await punctual.enqueue(sendEmail, { to: "b@example.com" }, { key: "k" });
+    const { rows: index } = await db.pool.query("select indexdef from pg_indexes where indexname = 'jobs_live_key_idx'");
+    expect(index[0].indexdef).toMatch(/WHERE \(\(key IS NOT NULL\) AND \(state = ANY/);
+    const old = db.pool.query(
+      `insert into punctual.jobs (task, key) values ('send-email', 'k2')
+       on conflict (key) where state in ('pending', 'running') do nothing`,
+    );
+    await expect(old).rejects.toMatchObject({ code: "42P10" });
+    const { rows } = await db.pool.query("select count(*)::int as n from punctual.jobs");
+    expect(rows[0].n).toBe(2);
+  });
+});
