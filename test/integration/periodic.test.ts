@@ -122,7 +122,13 @@ describe("changing schedules", () => {
     expect(first.outcome).toBe("inserted");
     const moved = await t.punctual.schedule("daily:1", daily, { v: 1 }, { cron: "0 9 * * *", tz: "Europe/Paris" });
     expect(moved).toMatchObject({ id: first.id, outcome: "updated" });
-    expect(moved.slotAt!.getTime() - first.slotAt!.getTime()).toBe(3_600_000);
+    // Moved to the new rule's next slot: the next 09:00 in Paris. (Not "an hour after the
+    // first slot": between 08:00 and 09:00 in Paris the 08:00 slot is tomorrow's.)
+    const paris = new Intl.DateTimeFormat("en-GB", { timeZone: "Europe/Paris", hour: "2-digit", minute: "2-digit", second: "2-digit" });
+    expect(paris.format(first.slotAt!)).toBe("08:00:00");
+    expect(paris.format(moved.slotAt!)).toBe("09:00:00");
+    expect(moved.slotAt!.getTime()).toBeGreaterThan(Date.now());
+    expect(moved.slotAt!.getTime() - Date.now()).toBeLessThanOrEqual(25 * 3_600_000);
     const repaid = await t.punctual.schedule("daily:1", daily, { v: 2 }, { cron: "0 9 * * *", tz: "Europe/Paris" });
     expect(repaid).toMatchObject({ id: first.id, outcome: "updated" });
     expect(repaid.slotAt).toEqual(moved.slotAt);
