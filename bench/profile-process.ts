@@ -6,9 +6,11 @@
  * server has `pg_stat_statements` loaded (shared_preload_libraries), the statements
  * that took the most time with their buffer hits and WAL: the figures behind the
  * process notes in BENCHMARKS.md. Run `perf record -a -g` beside it for a CPU profile
- * of the server. Uses DATABASE_URL, else an embedded PostgreSQL (no pg_stat_statements
+ * of the server, and CPU_PROFILE=file.cpuprofile for one of this process. Uses DATABASE_URL, else an embedded PostgreSQL (no pg_stat_statements
  * there); works in a database of its own and drops it.
  */
+import { writeFileSync } from "node:fs";
+import inspector from "node:inspector/promises";
 import pg from "pg";
 import { pino } from "pino";
 import { z } from "zod";
@@ -44,6 +46,14 @@ for (let i = 0; i < JOBS; i += 1000) {
 if (process.env.FRESH !== "1") await pool.query("vacuum analyze punctual.jobs");
 if (statements) await pool.query("select pg_stat_statements_reset()");
 
+// CPU_PROFILE=file.cpuprofile: a V8 CPU profile of this process while the worker runs
+// (open it in Chrome's DevTools, or sum self time per function).
+const profiler = process.env.CPU_PROFILE ? new inspector.Session() : null;
+if (profiler) {
+  profiler.connect();
+  await profiler.post("Profiler.enable");
+  await profiler.post("Profiler.start");
+}
 const pgCpu = postgresCpu(db.name);
 const nodeCpu = process.cpuUsage();
 const t0 = performance.now();
@@ -53,6 +63,11 @@ await done;
 const ms = performance.now() - t0;
 const pgSeconds = pgCpu();
 const node = process.cpuUsage(nodeCpu);
+if (profiler) {
+  const { profile } = await profiler.post("Profiler.stop");
+  writeFileSync(process.env.CPU_PROFILE!, JSON.stringify(profile));
+  profiler.disconnect();
+}
 await worker.stop();
 
 const perThousand = (seconds: number) => `${((seconds * 1_000_000) / JOBS).toFixed(1)} ms`;

@@ -11,12 +11,6 @@ import { jobCompleteMany, jobFailMany, jobPlaceMany, type HeldJob, type JobFailu
  */
 export type RecordedState = JobState | "lost" | "unrecorded";
 
-/**
- * The longest a success waits for a claim to carry it, when the claim loop is busy:
- * after that it is written on its own. Well under any lease.
- */
-export const RIDE_MS = 50;
-
 /** Longest error message kept on a row (`last_error`), in characters. */
 export const ERROR_MESSAGE_MAX = 8_192;
 /** Longest stack kept on a row (`last_error_stack`), in characters. */
@@ -53,13 +47,6 @@ export class OutcomeBatcher {
   private readonly inFlight = new Set<Pending<{ id: number }>>();
   private abandoned = false;
   private endPause: (() => void) | null = null;
-  /** Ends the wait of successes for a claim to carry them. */
-  private endRide: (() => void) | null = null;
-  /**
-   * Whether a claim will come soon (the claim loop is busy): successes then wait up to
-   * `RIDE_MS` to ride along with it rather than take a statement of their own.
-   */
-  claimComingSoon: () => boolean = () => false;
   /**
    * Told, after each batch, the earliest `run_at` it wrote for a job to run again (a
    * periodic job's next occurrence, a retry, a placement on a slot) and, when the
@@ -127,7 +114,6 @@ export class OutcomeBatcher {
     if (this.successes.length === 0) return null;
     const taken = this.successes;
     this.successes = [];
-    this.endRide?.();
     return {
       successes: taken.map(([s]) => s),
       settle: (written) => settleWritten(taken, written, "succeeded"),
@@ -164,7 +150,6 @@ export class OutcomeBatcher {
   abandon(): number[] {
     this.abandoned = true;
     this.endPause?.();
-    this.endRide?.();
     const sent = [...this.inFlight];
     this.inFlight.clear();
     for (const [, resolve] of sent) resolve("unrecorded");
@@ -174,8 +159,6 @@ export class OutcomeBatcher {
   private push<T>(queue: Pending<T>[], item: Pending<T>) {
     if (this.abandoned) return item[1]("unrecorded");
     queue.push(item);
-    // A failure or placement goes at once, and the successes waiting go with it.
-    if (queue !== (this.successes as unknown)) this.endRide?.();
     this.flushing ??= this.flush().finally(() => {
       this.flushing = null;
     });
@@ -183,18 +166,10 @@ export class OutcomeBatcher {
 
   private async flush() {
     // Yield once so that outcomes finishing in the same tick share the first batch.
+    // A claim sent meanwhile takes the successes (`takeSuccesses`): they ride along with
+    // it, and this flush may find nothing left to write.
     await new Promise((resolve) => setImmediate(resolve));
-    let waited = false;
     while (!this.abandoned && this.successes.length + this.failures.length + this.placements.length > 0) {
-      if (!waited && this.failures.length + this.placements.length === 0 && this.claimComingSoon()) {
-        // Only successes, and a claim is coming: let them ride along with it (one
-        // statement, one commit for both), unless it takes longer than RIDE_MS.
-        // Waited out (no claim came): write them. Taken by a claim: those that came
-        // since may wait for the next one.
-        waited = !(await this.waitForRide());
-        continue;
-      }
-      waited = false;
       const successes = this.successes;
       const failures = this.failures;
       const placements = this.placements;
@@ -286,24 +261,6 @@ export class OutcomeBatcher {
     } catch (error) {
       this.onError(error);
     }
-  }
-
-  /**
-   * Waits up to RIDE_MS for a claim to take the successes. Resolves true when cut short
-   * (a claim took them, a failure or placement came, or `abandon`), false when waited out.
-   */
-  private waitForRide(): Promise<boolean> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.endRide = null;
-        resolve(false);
-      }, RIDE_MS);
-      this.endRide = () => {
-        clearTimeout(timer);
-        this.endRide = null;
-        resolve(true);
-      };
-    });
   }
 
   /** Waits before writing again; `abandon` cuts it short. */

@@ -260,7 +260,7 @@ describe("outcome writing", () => {
     expect(rows.map((r) => [Number(r.id), r.state])).toEqual([[a, "running"], [b, "pending"], [c, "succeeded"]]);
   });
 
-  it("while a claim is coming, successes wait to ride along with it; if none comes they are written on their own", async () => {
+  it("a claim sent while successes wait for their batch carries them; a success no claim takes is written on its own", async () => {
     const tasks = [defineTask({ name: "direct", payload: z.object({}), run: () => {} })];
     await punctual.enqueueMany([0, 1].map(() => ({ task: tasks[0]!, payload: {} })));
     const queryable = toQueryable(db.pool);
@@ -274,17 +274,37 @@ describe("outcome writing", () => {
       },
     };
     const batcher = new OutcomeBatcher(counting, "w1", () => {});
-    batcher.claimComingSoon = () => true;
     const none = { attempt: 1, next_slot: null, cron: null, tz: null, every_ms: null, fixed_delay: false };
     const first = batcher.success({ id: a!, ...none });
-    await tick(); // the batcher's flush has begun, and waits for the claim
+    // A claim sent in the same tick (a freed slot's claim) takes it before the batcher writes it.
     const taken = batcher.takeSuccesses()!;
     expect(taken.successes.map((s) => s.id)).toEqual([a]);
     taken.settle((await jobCompleteAndClaim(queryable, params, taken.successes)).completed);
     expect(await first).toBe("succeeded");
-    // No claim takes this one: after the ride bound it is written by the batcher itself.
     expect(await batcher.success({ id: b!, ...none })).toBe("succeeded");
     expect(statements).toEqual(["complete"]);
+  });
+
+  it("a success is written while the worker's next claim is held up: it does not wait for that claim", async () => {
+    const pool = gatedPool();
+    const { task, release } = heldTask("beside-claim");
+    const worker = startWorker({ pool, tasks: [task], concurrency: 2, prefetch: 0 });
+    const succeeded = collect(worker, "job:succeeded", 1);
+    const claimedA = next(worker, "job:claimed");
+    const a = await punctual.enqueue(task, { tag: "a" });
+    await claimedA;
+    // From now on every claim waits at the gate; B's arrival sends one.
+    const claims = pool.gate((text) => text.includes("for update skip locked"));
+    const claimedB = next(worker, "job:claimed");
+    const b = await punctual.enqueue(task, { tag: "b" });
+    await claims.reached;
+    release("a");
+    expect((await succeeded).map(([job]) => job.id)).toEqual([a.id]);
+    const { rows } = await db.pool.query("select id::int, state from punctual.jobs order by id");
+    expect(rows).toEqual([{ id: a.id, state: "succeeded" }, { id: b.id, state: "pending" }]);
+    claims.open();
+    expect((await claimedB)[0].id).toBe(b.id);
+    release("b");
   });
 
   it("stop() is bounded when outcomes cannot be written: it gives up after the timeout and says which jobs", async () => {
