@@ -86,7 +86,10 @@ export class JobRunner {
     workerLogger: Logger,
     handlerDone: () => void,
   ): Promise<void> {
-    const logger = workerLogger.child({ job: job.id, task: job.task });
+    // Bound to the job when something logs: a child logger per job costs more than a
+    // no-op job's start, and a success logs at debug only.
+    let bound: Logger | undefined;
+    const jobLogger = () => (bound ??= workerLogger.child({ job: job.id, task: job.task }));
     const rule = ruleFromColumns(row);
     const fingerprint = { cron: row.cron, tz: row.tz, every_ms: row.every_ms, fixed_delay: row.fixed_delay };
     let failure: { error: Error; retryable: boolean; retryAfterMs?: number; result?: unknown } | null = null;
@@ -112,10 +115,10 @@ export class JobRunner {
           if (state === "lost") this.emit("job:lost", job);
           else if (state === "unrecorded") return;
           else if (row.slot_at) {
-            logger.warn({ slot: row.slot_at, next: placeAt }, "missed occurrence skipped");
+            jobLogger().warn({ slot: row.slot_at, next: placeAt }, "missed occurrence skipped");
             this.emit("job:skipped", job, { slot: row.slot_at, next: placeAt });
           } else {
-            logger.debug({ slot: placeAt }, "schedule placed on its first slot");
+            jobLogger().debug({ slot: placeAt }, "schedule placed on its first slot");
             this.emit("job:placed", job, { slot: placeAt });
           }
           return;
@@ -156,7 +159,9 @@ export class JobRunner {
           get signal() {
             return entry.abort.signal;
           },
-          logger,
+          get logger() {
+            return jobLogger();
+          },
           complete: async (tx) => {
             if (entry.released) throw new LeaseLostError(job.id);
             // The outcome statement the batcher runs, on the caller's transaction: the
@@ -166,7 +171,7 @@ export class JobRunner {
             ], this.outcomes.deleteSucceeded);
             if (!done) throw new LeaseLostError(job.id);
             completedInTransaction = true;
-            if (done.nextRunAt) this.outcomes.onRunAgainAt(done.nextRunAt, done.dbNow);
+            if (done.nextRunAt) this.outcomes.onRunAgainAt(done.nextRunAt, done.dbNow ?? undefined);
           },
         };
         // With OpenTelemetry, the handler runs in a span of its own (src/otel.ts).
@@ -198,7 +203,7 @@ export class JobRunner {
       // as for any handler that returns. Only if it rolled back and the lease was lost
       // too would "succeeded" be reported for a job another worker now runs.)
       if (completedInTransaction && state === "lost") state = "succeeded";
-      this.report(job, state, null, logger, durationMs);
+      this.report(job, state, null, workerLogger, jobLogger, durationMs);
       return;
     }
     const delay = failure.retryAfterMs ?? retryDelayMs(job.attempt, task.backoff ?? this.backoff);
@@ -212,7 +217,7 @@ export class JobRunner {
       ...next,
       ...(failure.result !== undefined && { result: failure.result }),
     });
-    this.report(job, state, { error: failure.error, runAt: new Date(Date.now() + delay) }, logger, durationMs);
+    this.report(job, state, { error: failure.error, runAt: new Date(Date.now() + delay) }, workerLogger, jobLogger, durationMs);
   }
 
   /**
@@ -228,16 +233,19 @@ export class JobRunner {
     job: JobEvent,
     state: RecordedState,
     failed: { error: Error; runAt: Date } | null,
-    logger: Logger,
+    workerLogger: Logger,
+    jobLogger: () => Logger,
     durationMs: number | undefined,
   ) {
+    if (state === "succeeded") {
+      // Debug: at thousands of jobs a second an info line per job would be most of the
+      // worker's work, and of the logs. Failures and retries stay loud.
+      if (workerLogger.isLevelEnabled("debug")) jobLogger().debug({ attempt: job.attempt }, "job succeeded");
+      this.emit("job:succeeded", job, { durationMs: durationMs ?? 0 });
+      return;
+    }
+    const logger = jobLogger();
     switch (state) {
-      case "succeeded":
-        // Debug: at thousands of jobs a second an info line per job would be most of
-        // the worker's work, and of the logs. Failures and retries stay loud.
-        logger.debug({ attempt: job.attempt }, "job succeeded");
-        this.emit("job:succeeded", job, { durationMs: durationMs ?? 0 });
-        return;
       case "pending":
         logger.warn({ attempt: job.attempt, err: failed!.error, retryAt: failed!.runAt }, "job failed; will retry");
         this.emit("job:retried", job, { ...failed!, durationMs: durationMs ?? 0 });

@@ -235,7 +235,7 @@ export class OutcomeBatcher {
   private async writeSuccesses(items: Success[]) {
     const written = await jobCompleteMany(this.db, this.workerId, items, this.deleteSucceeded);
     const [first] = written;
-    if (first?.nextRunAt) this.tellRunAgainAt(first.nextRunAt, first.dbNow);
+    if (first?.nextRunAt) this.tellRunAgainAt(first.nextRunAt, first.dbNow ?? undefined);
     return new Map(written.map((row) => [outcomeKey(row), "succeeded" as const]));
   }
 

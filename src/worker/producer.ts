@@ -368,7 +368,7 @@ export class Producer {
       this.leases.hold(entry);
       // A job claimed early starts once its run_at comes, counted from the database's
       // clock as it answered (that reading is older than the answer: this errs late).
-      if (!row.started) waiting.push({ row, entry, claimedAt, notBefore: claimedAt + (row.run_at.getTime() - row.db_now.getTime()) });
+      if (!row.started) waiting.push({ row, entry, claimedAt, notBefore: claimedAt + row.due_in_ms });
       else if (!this.stale(entry)) this.launch(row, entry);
       else late.push(entry);
     }
@@ -385,8 +385,10 @@ export class Producer {
       );
     }
     if (waiting.length > 0) {
+      // A claim's rows come in claim order: only a buffer that still held jobs needs sorting.
+      const merge = this.buffer.length > 0;
       this.buffer.push(...waiting);
-      this.buffer.sort(byClaimOrder);
+      if (merge) this.buffer.sort(byClaimOrder);
       this.fill();
     }
     this.lastClaimedAt = Date.now();
