@@ -138,6 +138,26 @@ describe("batch enqueue", () => {
     expect(rows.map((r) => r.payload.n)).toEqual(specs.map((s) => s.payload.n));
     expect(rows.map((r) => Number(r.id))).toEqual(results.slice(0, 500).map((r) => r.id));
   });
+
+  it("a batch without keys (a plain insert): each result is its own row, in input order, run_at as written", async () => {
+    await db.pool.query("truncate punctual.jobs");
+    const base = Date.parse("2031-01-01T00:00:00.000Z");
+    // Due times out of order, some absent (now), so input order is not id order by accident of run_at.
+    const specs = Array.from({ length: 300 }, (_, n) => ({
+      task: noop,
+      payload: { n },
+      ...(n % 3 === 0 ? {} : { runAt: new Date(base + ((n * 7919) % 300) * 1000 + 123) }),
+      priority: (n % 21) - 10,
+    }));
+    const results = await punctual.enqueueMany(specs);
+    const { rows } = await db.pool.query("select id, payload, run_at, priority, key, state from punctual.jobs order by id");
+    expect(rows.map((r) => r.payload.n)).toEqual(specs.map((s) => s.payload.n));
+    expect(results).toEqual(
+      rows.map((r) => ({ id: Number(r.id), key: null, state: "pending", runAt: r.run_at, outcome: "inserted" })),
+    );
+    expect(rows.map((r) => r.priority)).toEqual(specs.map((s) => s.priority));
+    specs.forEach((s, i) => s.runAt && expect(results[i]!.runAt).toEqual(s.runAt));
+  });
 });
 
 describe("enqueue from SQL", () => {
