@@ -59,6 +59,8 @@ export async function writeOne(
 export class EnqueueCoalescer {
   private inFlight = 0;
   private readonly waiting: Waiting[] = [];
+  /** Keys of the calls in statements in flight: a later call with one waits for its statement. */
+  private readonly keysInFlight = new Set<string>();
 
   constructor(private readonly db: Queryable) {}
 
@@ -73,8 +75,12 @@ export class EnqueueCoalescer {
   private pump() {
     while (this.inFlight < MAX_IN_FLIGHT && this.waiting.length > 0) {
       const batch = this.take();
+      if (batch.length === 0) return; // every waiting call's key is in flight
+      const keys = batch.flatMap((w) => (w.insert.key ? [w.insert.key] : []));
+      for (const key of keys) this.keysInFlight.add(key);
       this.inFlight++;
       void this.send(batch).finally(() => {
+        for (const key of keys) this.keysInFlight.delete(key);
         this.inFlight--;
         this.pump();
       });
@@ -82,19 +88,22 @@ export class EnqueueCoalescer {
   }
 
   /**
-   * The next statement's jobs: the oldest waiting call, and the later ones of its group
-   * up to MAX_BATCH, in call order. A call passed over (another group) holds back every
-   * later call with its key, and a key already taken holds back its later calls, so
-   * the calls of one key are written in the order they were made.
+   * The next statement's jobs: the oldest waiting call that can go, and the later ones
+   * of its group up to MAX_BATCH, in call order. A call passed over (another group)
+   * holds back every later call with its key, a key already taken holds back its later
+   * calls, and a key in a statement in flight holds back all its calls until that
+   * statement is answered (two statements in flight may commit in either order), so the
+   * calls of one key are written in the order they were made.
    */
   private take(): Waiting[] {
-    const group = this.waiting[0]!.group;
+    let group: string | null = null;
     const batch: Waiting[] = [];
     const left: Waiting[] = [];
-    const keys = new Set<string>();
+    const keys = new Set<string>(this.keysInFlight);
     for (const w of this.waiting) {
       const key = w.insert.key ?? null;
       const free = key === null || !keys.has(key);
+      if (free) group ??= w.group;
       if (batch.length < MAX_BATCH && w.group === group && free) batch.push(w);
       else left.push(w);
       if (key !== null) keys.add(key);

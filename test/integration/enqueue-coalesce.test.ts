@@ -9,6 +9,7 @@ import { z } from "zod";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { createClient, defineTask, type Client, type EnqueueResult } from "../../src/index.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { GatedPool } from "../support/gated-pool.js";
 
 const note = defineTask({ name: "note", payload: z.object({ n: z.number() }), run: () => {} });
 
@@ -91,6 +92,30 @@ describe("single enqueues on a pool", () => {
       { key: "together", n: 1 },
       { key: null, n: 4 },
     ]);
+  });
+
+  it("a call whose key is in a statement not yet answered waits for that answer (two in flight may commit in either order)", async () => {
+    const pool = new GatedPool({ connectionString: db.url, max: 4 });
+    const client = createClient({ executor: pool, tasks: [note] });
+    try {
+      // The first write of the key is held on its way; the second call comes meanwhile.
+      let held = false;
+      const first = pool.gate((_text, name) => name === "punctual_enqueue_one" && !held && (held = true));
+      const later = pool.gate((_text, name) => name === "punctual_enqueue_one" && held);
+      later.open(); // counted, not held
+      const one = client.enqueue(note, { n: 1 }, { key: "k" });
+      await first.reached;
+      const two = client.enqueue(note, { n: 2 }, { key: "k" });
+      // Unkeyed calls are not held back by it.
+      expect((await client.enqueue(note, { n: 3 })).outcome).toBe("inserted");
+      await db.pool.query("select 1");
+      expect(later.count).toBe(1); // only the unkeyed call was sent
+      first.open();
+      expect([(await one).outcome, (await two).outcome]).toEqual(["inserted", "replaced"]);
+      expect((await punctual.get("k"))?.payload).toEqual({ n: 2 });
+    } finally {
+      await pool.end();
+    }
   });
 
   it("a job the database refuses fails alone; the calls that shared its statement are written", async () => {
