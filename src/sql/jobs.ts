@@ -29,11 +29,13 @@ export interface EnqueueRow {
 }
 
 /**
- * Inserts jobs through `punctual.enqueue_many` (drizzle/0001_enqueue_functions.sql),
- * which holds the key semantics for SQL and TypeScript callers alike: the jobs come
- * checked by the client, so they skip its SQL checks (`enqueue_many_unchecked`,
- * drizzle/0010), unless a payload is long enough for the database's size check to
- * judge it otherwise than the client's (see ONE_ROW_PAYLOAD_MAX_CHARS). `payloadsJson`
+ * Inserts jobs. A batch without keys is a plain INSERT (`INSERT_UNKEYED`: no key, so
+ * nothing to replace or keep). A batch with keys goes through `punctual.enqueue_many`
+ * (drizzle/0001_enqueue_functions.sql), which holds the key semantics for SQL and
+ * TypeScript callers alike. The jobs come checked by the client, so both skip the SQL
+ * checks (`enqueue_many_unchecked`, drizzle/0010), unless a payload is long enough for
+ * the database's size check to judge it otherwise than the client's (see
+ * ONE_ROW_PAYLOAD_MAX_CHARS): then the batch goes through `enqueue_many`. `payloadsJson`
  * are already-serialised payloads, spliced into the array as raw JSON. `traceContext`,
  * the caller's OpenTelemetry context (null without one), goes on every job written
  * (drizzle/0010).
