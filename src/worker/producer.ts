@@ -100,8 +100,9 @@ function claimLimit(want: number): number {
  *   waiting to be written when it is sent; successes that come while it is in flight
  *   do not wait for the one after: the outcome batcher writes them on another
  *   connection meanwhile. Under load the claim is what a worker waits for, and the two
- *   statements then run side by side (in `bench/profile-process.ts`, a third more jobs
- *   per second than with every success waiting to ride along with a claim).
+ *   statements then run side by side (in `npm run bench`'s one-process case, about a
+ *   third more jobs per second than with every success waiting to ride along with a
+ *   claim).
  * - **Leased, not hoarded.** Buffered jobs are leased and renewed like running ones.
  *   One that has not started within `holdMs` goes back to pending with its attempt
  *   given back, and so does the whole buffer on `stop`.
