@@ -40,6 +40,14 @@ export interface EnqueueRow {
  * the caller's OpenTelemetry context (null without one), goes on every job written
  * (drizzle/0010).
  */
+/**
+ * A timestamp (or an interval) as milliseconds, float8 (null stays null), for
+ * statements that return one per row: the driver parses a float8 with parseFloat, a
+ * timestamp's text with a regular-expression parser, which was a tenth of a 1,000-job
+ * enqueue's Node time and the costliest part of reading a claim.
+ */
+const EPOCH_MS = (expression: string) => `(extract(epoch from ${expression}) * 1000)::float8`;
+
 export async function jobEnqueueMany(
   db: Queryable,
   jobs: readonly JobInsert[],
@@ -63,19 +71,12 @@ export async function jobEnqueueMany(
     return rows.map((row) => ({ id: row.id, key: null, state: "pending", run_at: new Date(row.run_at), outcome: "inserted" }));
   }
   const rows = await db.query<Omit<EnqueueRow, "run_at"> & { run_at: number | null } & Record<string, unknown>>(
-    `select id, key, state, ${RUN_AT_MS("run_at")} as run_at, outcome
+    `select id, key, state, ${EPOCH_MS("run_at")} as run_at, outcome
      from punctual.${checked ? "enqueue_many" : "enqueue_many_unchecked"}($1::jsonb, $2, $3::jsonb) order by ord`,
     [array, onConflict, trace],
   );
   return rows.map((row) => ({ ...row, run_at: row.run_at === null ? null : new Date(row.run_at) }));
 }
-
-/**
- * A timestamp as epoch milliseconds (float8, null stays null), for statements that
- * return one per row: the driver parses a float8 with parseFloat, a timestamp's text
- * with a regular-expression parser, which was a tenth of a 1,000-job enqueue's Node time.
- */
-const RUN_AT_MS = (column: string) => `(extract(epoch from ${column}) * 1000)::float8`;
 
 /**
  * `jobEnqueueMany` for a batch without keys, checked by the client: a plain INSERT of
@@ -96,7 +97,7 @@ const INSERT_UNKEYED = `
     order by i.ord
     returning id, run_at
   )
-  select id, ${RUN_AT_MS("run_at")} as run_at from written order by id`;
+  select id, ${EPOCH_MS("run_at")} as run_at from written order by id`;
 
 /** The live (pending or running) job with a key, if any. */
 export async function jobGetLiveByKey(db: Queryable, key: string) {
@@ -236,15 +237,13 @@ function claimUpdate(limit: number) {
 
 /**
  * What the claiming statements return for claimed rows `c` (from `claimUpdate`'s
- * RETURNING). `run_at` travels as epoch milliseconds and the clock as `due_in_ms`, both
- * float8, which the driver parses with parseFloat: a timestamp's text goes through a
- * regular-expression parser, and two of them per row were the costliest part of reading
- * a claim in a worker's CPU profile. `claimedRows` makes `run_at` a Date again.
+ * RETURNING). `run_at` travels as epoch milliseconds and the clock as `due_in_ms`
+ * (see EPOCH_MS); `claimedRows` makes `run_at` a Date again.
  */
 const CLAIMED_COLUMNS = (c: string) => `${c}.id, ${c}.task, ${c}.queue, ${c}.payload, ${c}.key, ${c}.priority,
-  (extract(epoch from ${c}.run_at) * 1000)::float8 as run_at, ${c}.attempts, ${c}.max_attempts,
+  ${EPOCH_MS(`${c}.run_at`)} as run_at, ${c}.attempts, ${c}.max_attempts,
   ${c}.cron, ${c}.tz, ${c}.every_ms, ${c}.fixed_delay, ${c}.missed, ${c}.slot_at, ${c}.started, ${c}.trace_context,
-  (extract(epoch from ${c}.run_at - clock_timestamp()) * 1000)::float8 as due_in_ms`;
+  ${EPOCH_MS(`${c}.run_at - clock_timestamp()`)} as due_in_ms`;
 
 /** Rows read with CLAIMED_COLUMNS as ClaimedRow (in place: a claim can be hundreds of rows). */
 function claimedRows<R extends Omit<ClaimedRow, "run_at"> & { run_at: number | Date }>(rows: R[]): (R & ClaimedRow)[] {

@@ -285,6 +285,22 @@ describe("outcome writing", () => {
     expect(statements).toEqual(["complete"]);
   });
 
+  it("a freed slot's claim carries the success that freed it: one statement per job, none written alone", async () => {
+    const pool = gatedPool();
+    const task = defineTask({ name: "one-at-a-time", payload: z.object({ n: z.number() }), run: () => {} });
+    // Counted, not held.
+    const carried = pool.gate((_text, name) => name?.startsWith("punctual_complete_claim") ?? false);
+    const alone = pool.gate((_text, name) => name?.startsWith("punctual_complete") ?? false);
+    carried.open();
+    alone.open();
+    await punctual.enqueueMany([1, 2, 3].map((n) => ({ task, payload: { n } })));
+    const worker = startWorker({ pool, tasks: [task], concurrency: 1, prefetch: 0 });
+    await collect(worker, "job:succeeded", 3);
+    // Each success rode the claim its freed slot made (the last one's found nothing to claim).
+    expect(carried.count).toBe(3);
+    expect(alone.count).toBe(0);
+  });
+
   it("a success is written while the worker's next claim is held up: it does not wait for that claim", async () => {
     const pool = gatedPool();
     const { task, release } = heldTask("beside-claim");
