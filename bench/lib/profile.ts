@@ -1,7 +1,7 @@
 /**
  * What the one-process profiles (`bench/profile-process.ts`, `bench/profile-enqueue.ts`)
- * share: the statistics extension, a measured stretch (wall time, PostgreSQL CPU, this
- * process's CPU, and a V8 CPU profile with CPU_PROFILE=file.cpuprofile) and the report.
+ * share: the statistics extension, a measured stretch (wall time, PostgreSQL CPU, Node
+ * CPU, and V8 profiles on request: see `startProfilers`) and the report.
  */
 import { writeFileSync } from "node:fs";
 import inspector from "node:inspector/promises";
@@ -16,34 +16,70 @@ export async function statementStats(pool: pg.Pool): Promise<boolean> {
   );
 }
 
-/** Starts measuring; the returned function stops and prints `what` per second and per 1,000 jobs. */
-export async function measure(database: string, pool: pg.Pool, statements: boolean): Promise<(jobs: number, what: string) => Promise<void>> {
-  if (statements) await pool.query("select pg_stat_statements_reset()");
-  // CPU_PROFILE=file.cpuprofile: a V8 CPU profile of this process over the measured
-  // stretch (open it in Chrome's DevTools, or sum self time per function).
-  const profiler = process.env.CPU_PROFILE ? new inspector.Session() : null;
-  if (profiler) {
-    profiler.connect();
-    await profiler.post("Profiler.enable");
-    await profiler.post("Profiler.start");
+/**
+ * Starts V8's profilers in this process, as the environment asks:
+ * - CPU_PROFILE=file.cpuprofile: a CPU profile (open it in Chrome's DevTools, or sum
+ *   self time per function);
+ * - HEAP_PROFILE=file.heapprofile: where this process allocates (sampled, objects the
+ *   garbage collector has freed since included).
+ * The returned function stops them and writes the files, with `suffix` after each name
+ * (worker processes write one each).
+ */
+export async function startProfilers(): Promise<(suffix?: string) => Promise<void>> {
+  const cpu = process.env.CPU_PROFILE ? new inspector.Session() : null;
+  if (cpu) {
+    cpu.connect();
+    await cpu.post("Profiler.enable");
+    await cpu.post("Profiler.start");
   }
+  const heap = process.env.HEAP_PROFILE ? new inspector.Session() : null;
+  if (heap) {
+    heap.connect();
+    await heap.post("HeapProfiler.startSampling", {
+      samplingInterval: 4096,
+      includeObjectsCollectedByMajorGC: true,
+      includeObjectsCollectedByMinorGC: true,
+    });
+  }
+  return async (suffix = "") => {
+    if (cpu) {
+      const { profile } = await cpu.post("Profiler.stop");
+      writeFileSync(`${process.env.CPU_PROFILE}${suffix}`, JSON.stringify(profile));
+      cpu.disconnect();
+    }
+    if (heap) {
+      const { profile } = await heap.post("HeapProfiler.stopSampling");
+      writeFileSync(`${process.env.HEAP_PROFILE}${suffix}`, JSON.stringify(profile));
+      heap.disconnect();
+    }
+  };
+}
+
+/**
+ * Starts measuring; the returned function stops and prints `what` per second and per
+ * 1,000 jobs. Node CPU is this process's (profiled as `startProfilers` says), or
+ * `nodeSeconds` when given (work done in other processes, measured there).
+ */
+export async function measure(
+  database: string,
+  pool: pg.Pool,
+  statements: boolean,
+): Promise<(jobs: number, what: string, nodeSeconds?: number) => Promise<void>> {
+  if (statements) await pool.query("select pg_stat_statements_reset()");
+  const stopProfilers = await startProfilers();
   const pgCpu = postgresCpu(database);
   const nodeCpu = process.cpuUsage();
   const t0 = performance.now();
-  return async (jobs, what) => {
+  return async (jobs, what, nodeSeconds) => {
     const ms = performance.now() - t0;
     const pgSeconds = pgCpu();
     const node = process.cpuUsage(nodeCpu);
-    if (profiler) {
-      const { profile } = await profiler.post("Profiler.stop");
-      writeFileSync(process.env.CPU_PROFILE!, JSON.stringify(profile));
-      profiler.disconnect();
-    }
+    await stopProfilers();
     const perThousand = (seconds: number) => `${((seconds * 1_000_000) / jobs).toFixed(1)} ms`;
     console.log(
       `${jobs.toLocaleString("en-US")} jobs ${what} in ${(ms / 1000).toFixed(2)} s: ${Math.round((jobs / ms) * 1000).toLocaleString("en-US")} jobs/s; ` +
         `per 1,000 jobs: PostgreSQL CPU ${pgSeconds === null ? "n/a (server not local)" : perThousand(pgSeconds)}, ` +
-        `Node CPU ${perThousand((node.user + node.system) / 1e6)}`,
+        `Node CPU ${perThousand(nodeSeconds ?? (node.user + node.system) / 1e6)}`,
     );
     if (!statements) {
       console.log("(pg_stat_statements is not loaded on this server: no per-statement figures)");

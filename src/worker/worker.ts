@@ -145,7 +145,7 @@ const CLAIM_LEAD_MS = 50;
 const optionsSchema = z.object({
   queues: z.array(z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/, "queue names are 1-64 letters, digits or _ . : -")).min(1).default(["default"]),
   concurrency: z.int().min(1).max(1000).default(10),
-  prefetch: z.int().min(0).max(10_000).default(500),
+  prefetch: z.int().min(0).max(10_000).default(2000),
   bufferHoldMs: z.int().min(10).optional(),
   claimLeadMs: z.int().min(0).max(1000).optional(),
   pollIntervalMs: z.int().min(10).max(3_600_000).default(2000),
