@@ -297,26 +297,33 @@ function andThen<T, R>(value: T | Promise<T>, next: (value: T) => R): R | Promis
  * breaking the worker.
  */
 export function parsePayload(schema: unknown, value: unknown, field = "payload"): PayloadCheck | Promise<PayloadCheck> {
-  const threw = (error: unknown): PayloadCheck => ({
-    success: false,
-    error: new ValidationError(field, `the schema threw: ${error instanceof Error ? error.message : String(error)}`),
-  });
   try {
     const props = standardProps(schema);
     if (props) {
       const result = props.validate(value);
-      const toCheck = (r: StandardSchemaV1.Result<unknown>): PayloadCheck =>
-        r.issues ? { success: false, error: issuesError(field, r.issues) } : { success: true, data: r.value };
-      return isThenable(result) ? Promise.resolve(result).then(toCheck, threw) : toCheck(result);
+      return isThenable(result)
+        ? Promise.resolve(result).then(
+            (r) => standardCheck(field, r),
+            (error) => schemaThrew(field, error),
+          )
+        : standardCheck(field, result);
     }
     const parsed = (schema as SafeParseSchema).safeParse(value);
     return parsed.success ? { success: true, data: parsed.data } : { success: false, error: issuesError(field, parsed.error.issues) };
   } catch (error) {
-    return threw(error);
+    return schemaThrew(field, error);
   }
 }
 
-function isThenable<T>(value: T | PromiseLike<T>): value is PromiseLike<T> {
+function standardCheck(field: string, result: StandardSchemaV1.Result<unknown>): PayloadCheck {
+  return result.issues ? { success: false, error: issuesError(field, result.issues) } : { success: true, data: result.value };
+}
+
+function schemaThrew(field: string, error: unknown): PayloadCheck {
+  return { success: false, error: new ValidationError(field, `the schema threw: ${error instanceof Error ? error.message : String(error)}`) };
+}
+
+export function isThenable<T>(value: T | PromiseLike<T>): value is PromiseLike<T> {
   return typeof (value as PromiseLike<T> | null)?.then === "function";
 }
 

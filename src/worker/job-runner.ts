@@ -1,11 +1,11 @@
 import type { Logger } from "../logger.js";
 import { handlerRetryDelayMs, isPermanentFailure, LeaseLostError, thrownResult, ValidationError } from "../errors.js";
-import { toQueryable } from "../executor.js";
+import { toQueryable, type Executor } from "../executor.js";
 import { isMissed, nextOccurrence, nextRunAt } from "../schedule/next.js";
 import { ruleFromColumns, type Rule } from "../schedule/rule.js";
 import { jobCompleteMany, type ClaimedRow } from "../sql/jobs.js";
 import { loadedTracing, loadTracing } from "../otel.js";
-import { parsePayload, type AnyTask, type JobContext } from "../tasks.js";
+import { isThenable, parsePayload, type AnyTask, type JobContext } from "../tasks.js";
 import { retryDelayMs, type BackoffOptions } from "./backoff.js";
 import type { OutcomeBatcher, RecordedState } from "./outcome-batcher.js";
 import type { JobEvent, WorkerEvents } from "./events.js";
@@ -68,6 +68,8 @@ export class JobRunner {
     private readonly outcomes: OutcomeBatcher,
     private readonly backoff: BackoffOptions,
     private readonly emit: Emit,
+    /** Whether anything listens to a worker event: its payload is not made otherwise. */
+    private readonly listening: (event: keyof WorkerEvents) => boolean,
   ) {
     // Starts the one import of OpenTelemetry (a no-op without it) before the first job.
     void loadTracing();
@@ -86,27 +88,20 @@ export class JobRunner {
     workerLogger: Logger,
     handlerDone: () => void,
   ): Promise<void> {
-    // Bound to the job when something logs: a child logger per job costs more than a
-    // no-op job's start, and a success logs at debug only.
-    let bound: Logger | undefined;
-    const jobLogger = () => (bound ??= workerLogger.child({ job: job.id, task: job.task }));
     const rule = ruleFromColumns(row);
-    const fingerprint = { cron: row.cron, tz: row.tz, every_ms: row.every_ms, fixed_delay: row.fixed_delay };
+    const ctx = new RunContext(this, task, row, job, entry, rule, workerLogger);
     let failure: { error: Error; retryable: boolean; retryAfterMs?: number; result?: unknown } | null = null;
     /** What the handler returned: kept in the row's `result` when the task says `storeResult`. */
     let returned: unknown;
-    let late = false;
-    /** The handler called `ctx.complete(tx)` and it found the job ours. */
-    let completedInTransaction = false;
     if (rule) {
       // A periodic row: place it first when it has no slot yet (written by SQL), or when
       // the skip policy says a missed occurrence does not run.
       try {
         const now = new Date();
-        late = isMissed(rule, row.slot_at, now);
+        ctx.job.late = isMissed(rule, row.slot_at, now);
         const placeAt = !row.slot_at
           ? nextRunAt(rule, now)
-          : late && row.missed === "skip"
+          : ctx.job.late && row.missed === "skip"
             ? nextOccurrence(rule, "skip", row.slot_at, now)
             : null;
         if (placeAt) {
@@ -115,10 +110,10 @@ export class JobRunner {
           if (state === "lost") this.emit("job:lost", job);
           else if (state === "unrecorded") return;
           else if (row.slot_at) {
-            jobLogger().warn({ slot: row.slot_at, next: placeAt }, "missed occurrence skipped");
+            ctx.logger.warn({ slot: row.slot_at, next: placeAt }, "missed occurrence skipped");
             this.emit("job:skipped", job, { slot: row.slot_at, next: placeAt });
           } else {
-            jobLogger().debug({ slot: placeAt }, "schedule placed on its first slot");
+            ctx.logger.debug({ slot: placeAt }, "schedule placed on its first slot");
             this.emit("job:placed", job, { slot: placeAt });
           }
           return;
@@ -136,48 +131,20 @@ export class JobRunner {
     let startedAt: number | null = null;
     if (!failure) {
       startedAt = performance.now();
-      this.emit("job:claimed", job, { runAt: row.run_at });
-      const parsed = await parsePayload(task.payload, row.payload, "payload");
+      if (this.listening("job:claimed")) this.emit("job:claimed", job, { runAt: row.run_at });
+      // Awaited only when the schema is asynchronous (a microtask per job otherwise).
+      const check = parsePayload(task.payload, row.payload, "payload");
+      const parsed = isThenable(check) ? await check : check;
       if (!parsed.success) {
         // Written by SQL with a payload that fails the schema: no retry can fix that.
         const error = parsed.error;
         failure = { error: new ValidationError(error.field, `does not match task "${task.name}": ${error.message}`), retryable: false };
       } else {
-        const ctx: JobContext = {
-          job: {
-            id: job.id,
-            task: job.task,
-            queue: job.queue,
-            key: job.key,
-            priority: row.priority,
-            attempt: job.attempt,
-            maxAttempts: job.maxAttempts,
-            runAt: row.run_at,
-            slot: row.slot_at,
-            late,
-          },
-          get signal() {
-            return entry.abort.signal;
-          },
-          get logger() {
-            return jobLogger();
-          },
-          complete: async (tx) => {
-            if (entry.released) throw new LeaseLostError(job.id);
-            // The outcome statement the batcher runs, on the caller's transaction: the
-            // same fence (still running, ours, this attempt) and the next occurrence.
-            const [done] = await jobCompleteMany(toQueryable(tx), this.outcomes.workerId, [
-              { id: job.id, attempt: job.attempt, next_slot: this.nextSlot(rule, row, null), ...fingerprint, started_ago_ms: startedAgo(entry) },
-            ], this.outcomes.deleteSucceeded);
-            if (!done) throw new LeaseLostError(job.id);
-            completedInTransaction = true;
-            if (done.nextRunAt) this.outcomes.onRunAgainAt(done.nextRunAt, done.dbNow ?? undefined);
-          },
-        };
         // With OpenTelemetry, the handler runs in a span of its own (src/otel.ts).
         const tracing = loadedTracing() ?? (await loadTracing());
         try {
-          returned = await tracing.runJob(task, parsed.data, ctx, row.trace_context);
+          const out = tracing.runJob(task, parsed.data, ctx, row.trace_context);
+          returned = isThenable(out) ? await out : out;
         } catch (thrown) {
           // The error may steer the outcome: no retry (PermanentError), when to retry
           // (RetryAfterError), what to keep in `result`.
@@ -193,17 +160,27 @@ export class JobRunner {
     const durationMs = startedAt === null ? undefined : performance.now() - startedAt;
     handlerDone();
     if (entry.released) return;
-    const next = { next_slot: this.nextSlot(rule, row, failure), ...fingerprint, started_ago_ms: startedAgo(entry) };
+    const nextSlot = this.nextSlot(rule, row, failure);
     if (!failure) {
       const result = task.storeResult ? returned : undefined;
-      let state = await this.outcomes.success({ id: job.id, attempt: job.attempt, ...next, ...(result !== undefined && { result }) });
+      let state = await this.outcomes.success({
+        id: job.id,
+        attempt: job.attempt,
+        next_slot: nextSlot,
+        cron: row.cron,
+        tz: row.tz,
+        every_ms: row.every_ms,
+        fixed_delay: row.fixed_delay,
+        started_ago_ms: startedAgo(entry),
+        result,
+      });
       // Completed in the handler's transaction (`ctx.complete`): if it committed, the
       // row is no longer running and this fenced write, batched as usual, finds nothing
       // to do; that is the success. (If it rolled back, this write records the success,
       // as for any handler that returns. Only if it rolled back and the lease was lost
       // too would "succeeded" be reported for a job another worker now runs.)
-      if (completedInTransaction && state === "lost") state = "succeeded";
-      this.report(job, state, null, workerLogger, jobLogger, durationMs);
+      if (ctx.completedInTransaction && state === "lost") state = "succeeded";
+      this.report(ctx, state, null, durationMs);
       return;
     }
     const delay = failure.retryAfterMs ?? retryDelayMs(job.attempt, task.backoff ?? this.backoff);
@@ -214,10 +191,40 @@ export class JobRunner {
       stack: failure.error.stack ?? null,
       retry_delay_ms: delay,
       retryable: failure.retryable,
-      ...next,
-      ...(failure.result !== undefined && { result: failure.result }),
+      next_slot: nextSlot,
+      cron: row.cron,
+      tz: row.tz,
+      every_ms: row.every_ms,
+      fixed_delay: row.fixed_delay,
+      started_ago_ms: startedAgo(entry),
+      result: failure.result,
     });
-    this.report(job, state, { error: failure.error, runAt: new Date(Date.now() + delay) }, workerLogger, jobLogger, durationMs);
+    this.report(ctx, state, { error: failure.error, runAt: new Date(Date.now() + delay) }, durationMs);
+  }
+
+  /**
+   * Records the success of `ctx`'s job in the caller's transaction `tx` (`ctx.complete`):
+   * the statement the batcher runs, with the same fence (still running, ours, this
+   * attempt) and the next occurrence.
+   */
+  async completeIn(ctx: RunContext, tx: Executor): Promise<void> {
+    const { entry, row, job } = ctx;
+    if (entry.released) throw new LeaseLostError(job.id);
+    const [done] = await jobCompleteMany(toQueryable(tx), this.outcomes.workerId, [
+      {
+        id: job.id,
+        attempt: job.attempt,
+        next_slot: this.nextSlot(ctx.rule, row, null),
+        cron: row.cron,
+        tz: row.tz,
+        every_ms: row.every_ms,
+        fixed_delay: row.fixed_delay,
+        started_ago_ms: startedAgo(entry),
+      },
+    ], this.outcomes.deleteSucceeded);
+    if (!done) throw new LeaseLostError(job.id);
+    ctx.completedInTransaction = true;
+    if (done.nextRunAt) this.outcomes.onRunAgainAt(done.nextRunAt, done.dbNow ?? undefined);
   }
 
   /**
@@ -229,22 +236,16 @@ export class JobRunner {
     return nextOccurrence(rule, row.missed, row.slot_at, new Date());
   }
 
-  private report(
-    job: JobEvent,
-    state: RecordedState,
-    failed: { error: Error; runAt: Date } | null,
-    workerLogger: Logger,
-    jobLogger: () => Logger,
-    durationMs: number | undefined,
-  ) {
+  private report(ctx: RunContext, state: RecordedState, failed: { error: Error; runAt: Date } | null, durationMs: number | undefined) {
+    const job = ctx.event;
     if (state === "succeeded") {
       // Debug: at thousands of jobs a second an info line per job would be most of the
       // worker's work, and of the logs. Failures and retries stay loud.
-      if (workerLogger.isLevelEnabled("debug")) jobLogger().debug({ attempt: job.attempt }, "job succeeded");
-      this.emit("job:succeeded", job, { durationMs: durationMs ?? 0 });
+      if (ctx.workerLogger.isLevelEnabled("debug")) ctx.logger.debug({ attempt: job.attempt }, "job succeeded");
+      if (this.listening("job:succeeded")) this.emit("job:succeeded", job, { durationMs: durationMs ?? 0 });
       return;
     }
-    const logger = jobLogger();
+    const logger = ctx.logger;
     switch (state) {
       case "pending":
         logger.warn({ attempt: job.attempt, err: failed!.error, retryAt: failed!.runAt }, "job failed; will retry");
@@ -262,6 +263,58 @@ export class JobRunner {
         logger.warn("outcome not recorded: the job is no longer leased to this worker");
         this.emit("job:lost", job);
     }
+  }
+}
+
+/**
+ * What a handler gets as `ctx`: one object per job, its accessors on the prototype (no
+ * closures made per job; a short job's start costs little more than its handler).
+ */
+class RunContext implements JobContext {
+  readonly job: JobContext["job"];
+  /** The handler called `ctx.complete(tx)` and it found the job ours. */
+  completedInTransaction = false;
+  private bound: Logger | undefined;
+
+  constructor(
+    private readonly runner: JobRunner,
+    readonly task: AnyTask,
+    readonly row: ClaimedRow,
+    /** The job as the worker's events carry it. */
+    readonly event: JobEvent,
+    readonly entry: Running,
+    readonly rule: Rule | null,
+    readonly workerLogger: Logger,
+  ) {
+    this.job = {
+      id: event.id,
+      task: event.task,
+      queue: event.queue,
+      key: event.key,
+      priority: row.priority,
+      attempt: event.attempt,
+      maxAttempts: event.maxAttempts,
+      runAt: row.run_at,
+      slot: row.slot_at,
+      late: false,
+    };
+  }
+
+  get signal(): AbortSignal {
+    return this.entry.abort.signal;
+  }
+
+  /**
+   * Bound to the job when something logs: a child logger per job costs more than a
+   * no-op job's start, and a success logs at debug only.
+   */
+  get logger(): Logger {
+    return (this.bound ??= this.workerLogger.child({ job: this.event.id, task: this.event.task }));
+  }
+
+  /** A function of its own, made when asked: handlers may take it out of `ctx` (`{ complete }`). */
+  get complete(): (tx: Executor) => Promise<void> {
+    return (tx) => this.runner.completeIn(this, tx);
   }
 }
 

@@ -130,6 +130,10 @@ export class Producer {
   private waitingForRoom = false;
   /** A wake-up that came while the loop was busy. */
   private pendingWake: WakeReason | null = null;
+  /** A `wakeIfRoom` is queued (see `wakeIfRoomSoon`). */
+  private wakeQueued = false;
+  /** `fill` is running. */
+  private filling = false;
   private holdTimer: NodeJS.Timeout | undefined;
   /** Starts the buffered jobs claimed early at their run_at; armed for the earliest. */
   private dueTimer: NodeJS.Timeout | undefined;
@@ -402,6 +406,19 @@ export class Producer {
    * known to hold long enough (renewals failing) goes back to pending instead.
    */
   private fill() {
+    // A handler that returns at once frees its slot inside `launch`, and that calls
+    // fill again: the loop below, still running, takes the slot (a recursion per
+    // buffered job would run out of stack).
+    if (this.filling) return;
+    this.filling = true;
+    try {
+      this.fillSlots();
+    } finally {
+      this.filling = false;
+    }
+  }
+
+  private fillSlots() {
     let started = false;
     let stale = false;
     const now = performance.now();
@@ -414,7 +431,9 @@ export class Producer {
         i++;
         continue;
       }
-      this.buffer.splice(i, 1);
+      // Mostly the first: shift() leaves the rest in place, splice would move them.
+      if (i === 0) this.buffer.shift();
+      else this.buffer.splice(i, 1);
       if (this.stale(item.entry)) {
         this.returning.set(item.entry, item);
         stale = true;
@@ -467,23 +486,34 @@ export class Producer {
       }
       // Once the runner has queued the outcome (in this same tick), the next claim can
       // carry it: look for room then.
-      queueMicrotask(() => this.wakeIfRoom());
+      this.wakeIfRoomSoon();
     };
-    entry.done = this.hooks
-      .launch(row, entry, freeSlot)
-      .catch((error) => this.hooks.error(error))
-      .finally(() => {
-        freeSlot();
-        // The outcome is written (or given up): the lease needs no renewing any more,
-        // and the job no longer counts as held.
-        this.leases.drop(entry);
-        this.wakeIfRoom();
-      });
+    const settled = () => {
+      freeSlot();
+      // The outcome is written (or given up): the lease needs no renewing any more,
+      // and the job no longer counts as held.
+      this.leases.drop(entry);
+      this.wakeIfRoom();
+    };
+    entry.done = this.hooks.launch(row, entry, freeSlot).then(settled, (error) => {
+      this.hooks.error(error);
+      settled();
+    });
   }
 
   /** Ends a wait for room when there is room now. */
   private wakeIfRoom() {
     if (this.waitingForRoom && this.claimSize() > 0) this.wake?.("slot");
+  }
+
+  /** `wakeIfRoom` once the current task's microtasks are done: once however many slots freed in it. */
+  private wakeIfRoomSoon() {
+    if (this.wakeQueued) return;
+    this.wakeQueued = true;
+    queueMicrotask(() => {
+      this.wakeQueued = false;
+      this.wakeIfRoom();
+    });
   }
 
   /**

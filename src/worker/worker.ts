@@ -45,7 +45,7 @@ export interface WorkerOptions {
    * Claimed jobs that may wait in the worker's buffer for a slot, beyond
    * `concurrency`: the most it claims ahead. The buffer adapts within this bound to
    * what the slots start within half a second; `0` claims only for free slots.
-   * Default 500.
+   * Default 2000.
    */
   prefetch?: number;
   /**
@@ -262,8 +262,11 @@ export class Worker extends EventEmitter<WorkerEvents> {
     this.outcomes.deleteSucceeded = this.options.retention === 0;
     // Next occurrences and retries it writes set the timer: on time without LISTEN too.
     this.outcomes.onRunAgainAt = (runAt, dbNow) => this.wakeups.dueAt(runAt, dbNow);
-    this.runner = new JobRunner(this.outcomes, options.backoff ?? {}, (event, ...args) =>
-      (this.emit as (event: string, ...args: unknown[]) => boolean)(event, ...args),
+    this.runner = new JobRunner(
+      this.outcomes,
+      options.backoff ?? {},
+      (event, ...args) => (this.emit as (event: string, ...args: unknown[]) => boolean)(event, ...args),
+      (event) => this.listenerCount(event) > 0,
     );
     this.wakeups = new Wakeups(
       // The LISTEN connection gets keepalive and a connect timeout whatever the pool has,

@@ -91,6 +91,33 @@ describe("bound", () => {
   }
 });
 
+describe("handlers that return at once", () => {
+  it("a buffer of thousands of jobs whose handlers return synchronously runs them all (each freed slot is filled by a loop, not a call deeper)", async () => {
+    const total = 8000;
+    let ran = 0;
+    const task = defineTask({
+      name: "instant",
+      payload: z.object({ n: z.number() }),
+      run: () => {
+        ran++;
+      },
+    });
+    for (let i = 0; i < total; i += 1000) {
+      await h.punctual.enqueueMany(Array.from({ length: 1000 }, (_, k) => ({ task, payload: { n: i + k } })));
+    }
+    const worker = h.startWorker({ tasks: [task], concurrency: 1, prefetch: total });
+    const errors: unknown[] = [];
+    worker.on("worker:error", (error) => errors.push(error));
+    const claims: number[] = [];
+    worker.on("worker:poll", ({ claimed }) => claims.push(claimed));
+    await collect(worker, "job:succeeded", total);
+    expect(ran).toBe(total);
+    expect(errors).toEqual([]);
+    // The buffer did hold thousands at once: one claim brought more than 2,000 jobs.
+    expect(Math.max(...claims)).toBeGreaterThan(2000);
+  });
+});
+
 describe("a full buffer", () => {
   it("buffered rows show as claimed, not started; they start and succeed once the slot frees, every start recorded", async () => {
     const { open, opened } = gate();

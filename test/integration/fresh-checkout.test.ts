@@ -7,7 +7,7 @@
  */
 import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
-import { cp, mkdtemp, readFile, rm, stat } from "node:fs/promises";
+import { cp, mkdtemp, readFile, realpath, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -26,9 +26,14 @@ beforeAll(async () => {
   cleanups.push(() => rm(checkout, { recursive: true, force: true }));
   expect((await stat(checkout)).mode & 0o777).toBe(0o700);
   // node_modules as hard links (a copy's paths, without copying 250 MB), else a copy.
-  await run("cp", ["-al", path.join(ROOT, "node_modules"), checkout]).catch(() =>
-    run("cp", ["-a", path.join(ROOT, "node_modules"), checkout]),
-  );
+  // Of the real folder: a node_modules that is a symlink (a worktree's) would be copied
+  // as the link, and the test that removes the copy's binaries would remove the original's.
+  const modules = await realpath(path.join(ROOT, "node_modules"));
+  const copy = path.join(checkout, "node_modules");
+  await run("cp", ["-al", modules, copy]).catch(async () => {
+    await rm(copy, { recursive: true, force: true });
+    await run("cp", ["-a", modules, copy]);
+  });
   for (const entry of ["dev", "src", "examples", "drizzle", "test", "package.json", "tsconfig.json", "vitest.config.ts"]) {
     await cp(path.join(ROOT, entry), path.join(checkout, entry), { recursive: true });
   }
