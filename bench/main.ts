@@ -5,7 +5,7 @@
  * with Punctual's ratio to the best peer and writes it to BENCHMARKS.md.
  *
  *   npm run bench                      full run (about 90 minutes: 50 of them the 10-minute steady states,
- *                                      about 20 the process workload's 100,000-job backlogs)
+ *                                      about 20 the process workload's 300,000-job backlogs)
  *   npm run bench -- --quick           a few minutes
  *   npm run bench -- --systems=punctual,graphile-worker --workloads=process,lateness
  *   npm run bench -- --systems=punctual --workloads=transactional
@@ -38,7 +38,7 @@ const outFile = flag("out") ?? "BENCHMARKS.md";
 const P = quick
   ? { jobs: 5_000, backlog: 5_000, runs: 1, processCapMs: 20_000, lateJobs: 300, lateSpreadMs: 3_000, periodicSchedules: 200, periodicMs: 15_000,
       scaleFuture: 100_000, scaleFinished: 10_000, scaleJobs: 5_000, pickupJobs: 200, steadyMs: 30_000, steadyRate: 500, sampleMs: 5_000 }
-  : { jobs: 20_000, backlog: 100_000, runs: 2, processCapMs: 60_000, lateJobs: 1_000, lateSpreadMs: 10_000, periodicSchedules: 200, periodicMs: 60_000,
+  : { jobs: 20_000, backlog: 300_000, runs: 2, processCapMs: 60_000, lateJobs: 1_000, lateSpreadMs: 10_000, periodicSchedules: 200, periodicMs: 60_000,
       scaleFuture: 1_000_000, scaleFinished: 100_000, scaleJobs: 20_000, pickupJobs: 1_000, steadyMs: 600_000, steadyRate: 500, sampleMs: 30_000 };
 
 for (const w of chosenWorkloads) if (!WORKLOADS.includes(w)) throw new Error(`unknown workload "${w}"; known: ${WORKLOADS.join(", ")}`);
@@ -133,6 +133,30 @@ async function vacuum(e: Entry, tables?: readonly string[]) {
 /** `VACUUM ANALYZE` of the system's job tables (of the whole database when it names none). */
 const vacuumJobTables = (e: Entry) => vacuum(e, e.system.jobTables);
 
+/**
+ * Autovacuum off for the system's job tables (and their partitions), or back to the
+ * server's setting: a fresh backlog is one autovacuum has not come by yet, and with
+ * a backlog that takes seconds to enqueue, whether it had was otherwise up to chance.
+ */
+async function jobTablesAutovacuum(e: Entry, on: boolean) {
+  if (e.system.store !== "postgres") return;
+  const c = new pg.Client({ connectionString: e.ctx.dbUrl });
+  await c.connect();
+  try {
+    for (const table of e.system.jobTables ?? []) {
+      const { rows } = await c.query<{ name: string }>(
+        "select relid::regclass::text as name from pg_partition_tree($1::regclass) as t join pg_class as c on c.oid = t.relid where c.relkind = 'r'",
+        [table],
+      );
+      for (const { name } of rows) {
+        await c.query(on ? `alter table ${name} reset (autovacuum_enabled)` : `alter table ${name} set (autovacuum_enabled = off)`);
+      }
+    }
+  } finally {
+    await c.end();
+  }
+}
+
 const due = (n: number, t?: number): BenchPayload => (t === undefined ? { n } : { n, t });
 
 // ---------------------------------------------------------------------------------
@@ -160,7 +184,8 @@ async function enqueue(e: Entry) {
 // ---------------------------------------------------------------------------------
 // 2. Process pre-inserted jobs: P.backlog batch-enqueued (1,000 per call), then
 //    `VACUUM ANALYZE` of the system's job tables, unless `fresh` (a backlog processed
-//    straight after its enqueue, before autovacuum comes by). reset() truncates, so each
+//    straight after its enqueue, before autovacuum comes by: autovacuum is held off the
+//    job tables from the enqueue to the end of the case). reset() truncates, so each
 //    case starts from an empty table. Jobs/s between the first and the last handler
 //    start; PostgreSQL transactions, PostgreSQL CPU and the worker processes' CPU per
 //    job from the workers' start to the last start (or the time cap).
@@ -176,6 +201,7 @@ interface ProcessResult {
 
 async function measureProcess(e: Entry, processes: number, mode: "defaults" | "best", fresh: boolean): Promise<ProcessResult> {
   await e.handle.reset();
+  if (fresh) await jobTablesAutovacuum(e, false);
   for (let i = 0; i < P.backlog; i += 1000) {
     await e.handle.enqueueBatch(Array.from({ length: Math.min(1000, P.backlog - i) }, (_, k) => ({ payload: due(i + k) })));
   }
@@ -190,6 +216,7 @@ async function measureProcess(e: Entry, processes: number, mode: "defaults" | "b
   const pgCpuSeconds = cpu();
   const nodeCpuSeconds = await fleet.cpuSeconds();
   await fleet.stop();
+  if (fresh) await jobTablesAutovacuum(e, true);
   await sleep(1_100);
   const tx1 = await transactions(e);
   const times = fleet.starts.map((s) => s[3]).sort((a, b) => a - b);
@@ -554,7 +581,8 @@ Rerun it to get your own; compare ratios within one run, not numbers across mach
 - What "defaults" and "best options" mean for each system is written at the top of its file in \`bench/systems/\`.
 - Process: ${P.backlog.toLocaleString("en-US")} jobs batch-enqueued, then \`VACUUM ANALYZE\` of the system's job table, then the
   workers start together (capped at ${P.processCapMs / 1000} s); "fresh backlog" skips the VACUUM ANALYZE, as when a backlog is processed
-  straight after its enqueue. CPU counts from the workers' start to the last job start: PostgreSQL's from \`/proc\` (the
+  straight after its enqueue (autovacuum held off the job tables from the enqueue to the end of the case, so that it cannot
+  come by while the backlog is enqueued or processed). CPU counts from the workers' start to the last job start: PostgreSQL's from \`/proc\` (the
   system's backends and the server's own processes), Node's as the worker processes measure it (\`process.cpuUsage()\`,
   including the bench's own report of each start). Punctual's best options are its defaults plus \`retention: 0\` (a
   one-off job's row is deleted as its success is recorded, as graphile-worker deletes a finished job; by default it is
