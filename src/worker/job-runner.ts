@@ -7,7 +7,7 @@ import { jobCompleteMany, type ClaimedRow } from "../sql/jobs.js";
 import { loadedTracing, loadTracing } from "../otel.js";
 import { isThenable, parsePayload, type AnyTask, type JobContext } from "../tasks.js";
 import { retryDelayMs, type BackoffOptions } from "./backoff.js";
-import type { OutcomeBatcher, RecordedState } from "./outcome-batcher.js";
+import type { OutcomeBatcher, RecordedState, Success } from "./outcome-batcher.js";
 import type { JobEvent, WorkerEvents } from "./events.js";
 
 /**
@@ -70,6 +70,8 @@ export class JobRunner {
     private readonly emit: Emit,
     /** Whether anything listens to a worker event: its payload is not made otherwise. */
     private readonly listening: (event: keyof WorkerEvents) => boolean,
+    /** The worker's logger; each job's is a child of it, made when something logs. */
+    private readonly logger: Logger,
   ) {
     // Starts the one import of OpenTelemetry (a no-op without it) before the first job.
     void loadTracing();
@@ -85,11 +87,10 @@ export class JobRunner {
     row: ClaimedRow,
     job: JobEvent,
     entry: Running,
-    workerLogger: Logger,
     handlerDone: () => void,
   ): Promise<void> {
     const rule = ruleFromColumns(row);
-    const ctx = new RunContext(this, task, row, job, entry, rule, workerLogger);
+    const ctx = new RunContext(this, row, job, entry, rule, this.logger);
     let failure: { error: Error; retryable: boolean; retryAfterMs?: number; result?: unknown } | null = null;
     /** What the handler returned: kept in the row's `result` when the task says `storeResult`. */
     let returned: unknown;
@@ -160,70 +161,62 @@ export class JobRunner {
     const durationMs = startedAt === null ? undefined : performance.now() - startedAt;
     handlerDone();
     if (entry.released) return;
-    const nextSlot = this.nextSlot(rule, row, failure);
     if (!failure) {
       const result = task.storeResult ? returned : undefined;
-      let state = await this.outcomes.success({
-        id: job.id,
-        attempt: job.attempt,
-        next_slot: nextSlot,
-        cron: row.cron,
-        tz: row.tz,
-        every_ms: row.every_ms,
-        fixed_delay: row.fixed_delay,
-        started_ago_ms: startedAgo(entry),
-        result,
-      });
+      let state = await this.outcomes.success(this.success(row, job, entry, this.nextSlot(rule, row, null), result));
       // Completed in the handler's transaction (`ctx.complete`): if it committed, the
       // row is no longer running and this fenced write, batched as usual, finds nothing
       // to do; that is the success. (If it rolled back, this write records the success,
       // as for any handler that returns. Only if it rolled back and the lease was lost
       // too would "succeeded" be reported for a job another worker now runs.)
       if (ctx.completedInTransaction && state === "lost") state = "succeeded";
-      this.report(ctx, state, null, durationMs);
+      this.report(job, ctx, state, null, durationMs);
       return;
     }
     const delay = failure.retryAfterMs ?? retryDelayMs(job.attempt, task.backoff ?? this.backoff);
     const state = await this.outcomes.failure({
-      id: job.id,
-      attempt: job.attempt,
+      ...this.success(row, job, entry, this.nextSlot(rule, row, failure), failure.result),
       message: failure.error.message,
       stack: failure.error.stack ?? null,
       retry_delay_ms: delay,
       retryable: failure.retryable,
+    });
+    this.report(job, ctx, state, { error: failure.error, runAt: new Date(Date.now() + delay) }, durationMs);
+  }
+
+  /**
+   * An outcome as the statements take it: the job, the slot of its next occurrence with
+   * the rule it was computed from (a statement inserts it only if the row's rule is
+   * still that one), when its handler started, and what to keep in `result`.
+   */
+  private success(row: ClaimedRow, job: JobEvent, entry: Running, nextSlot: Date | null, result: unknown): Success {
+    return {
+      id: job.id,
+      attempt: job.attempt,
       next_slot: nextSlot,
       cron: row.cron,
       tz: row.tz,
       every_ms: row.every_ms,
       fixed_delay: row.fixed_delay,
       started_ago_ms: startedAgo(entry),
-      result: failure.result,
-    });
-    this.report(ctx, state, { error: failure.error, runAt: new Date(Date.now() + delay) }, durationMs);
+      result,
+    };
   }
 
   /**
-   * Records the success of `ctx`'s job in the caller's transaction `tx` (`ctx.complete`):
-   * the statement the batcher runs, with the same fence (still running, ours, this
-   * attempt) and the next occurrence.
+   * Records a success in the caller's transaction `tx` (`ctx.complete`): the statement
+   * the batcher runs, with the same fence (still running, ours, this attempt) and the
+   * next occurrence. Throws LeaseLostError when the job is no longer this worker's.
    */
-  async completeIn(ctx: RunContext, tx: Executor): Promise<void> {
-    const { entry, row, job } = ctx;
+  async completeIn(tx: Executor, row: ClaimedRow, job: JobEvent, entry: Running, rule: Rule | null): Promise<void> {
     if (entry.released) throw new LeaseLostError(job.id);
-    const [done] = await jobCompleteMany(toQueryable(tx), this.outcomes.workerId, [
-      {
-        id: job.id,
-        attempt: job.attempt,
-        next_slot: this.nextSlot(ctx.rule, row, null),
-        cron: row.cron,
-        tz: row.tz,
-        every_ms: row.every_ms,
-        fixed_delay: row.fixed_delay,
-        started_ago_ms: startedAgo(entry),
-      },
-    ], this.outcomes.deleteSucceeded);
+    const [done] = await jobCompleteMany(
+      toQueryable(tx),
+      this.outcomes.workerId,
+      [this.success(row, job, entry, this.nextSlot(rule, row, null), undefined)],
+      this.outcomes.deleteSucceeded,
+    );
     if (!done) throw new LeaseLostError(job.id);
-    ctx.completedInTransaction = true;
     if (done.nextRunAt) this.outcomes.onRunAgainAt(done.nextRunAt, done.dbNow ?? undefined);
   }
 
@@ -236,12 +229,17 @@ export class JobRunner {
     return nextOccurrence(rule, row.missed, row.slot_at, new Date());
   }
 
-  private report(ctx: RunContext, state: RecordedState, failed: { error: Error; runAt: Date } | null, durationMs: number | undefined) {
-    const job = ctx.event;
+  private report(
+    job: JobEvent,
+    ctx: RunContext,
+    state: RecordedState,
+    failed: { error: Error; runAt: Date } | null,
+    durationMs: number | undefined,
+  ) {
     if (state === "succeeded") {
       // Debug: at thousands of jobs a second an info line per job would be most of the
       // worker's work, and of the logs. Failures and retries stay loud.
-      if (ctx.workerLogger.isLevelEnabled("debug")) ctx.logger.debug({ attempt: job.attempt }, "job succeeded");
+      if (this.logger.isLevelEnabled("debug")) ctx.logger.debug({ attempt: job.attempt }, "job succeeded");
       if (this.listening("job:succeeded")) this.emit("job:succeeded", job, { durationMs: durationMs ?? 0 });
       return;
     }
@@ -268,24 +266,28 @@ export class JobRunner {
 
 /**
  * What a handler gets as `ctx`: one object per job, its accessors on the prototype (no
- * closures made per job; a short job's start costs little more than its handler).
+ * closures made per job: a short job's start costs little more than its handler) and
+ * the worker's state in private fields (a handler that logs or spreads `ctx` sees only
+ * `job`).
  */
 class RunContext implements JobContext {
   readonly job: JobContext["job"];
-  /** The handler called `ctx.complete(tx)` and it found the job ours. */
-  completedInTransaction = false;
-  private bound: Logger | undefined;
+  readonly #runner: JobRunner;
+  readonly #row: ClaimedRow;
+  readonly #event: JobEvent;
+  readonly #entry: Running;
+  readonly #rule: Rule | null;
+  readonly #workerLogger: Logger;
+  #logger: Logger | undefined;
+  #completed = false;
 
-  constructor(
-    private readonly runner: JobRunner,
-    readonly task: AnyTask,
-    readonly row: ClaimedRow,
-    /** The job as the worker's events carry it. */
-    readonly event: JobEvent,
-    readonly entry: Running,
-    readonly rule: Rule | null,
-    readonly workerLogger: Logger,
-  ) {
+  constructor(runner: JobRunner, row: ClaimedRow, event: JobEvent, entry: Running, rule: Rule | null, workerLogger: Logger) {
+    this.#runner = runner;
+    this.#row = row;
+    this.#event = event;
+    this.#entry = entry;
+    this.#rule = rule;
+    this.#workerLogger = workerLogger;
     this.job = {
       id: event.id,
       task: event.task,
@@ -301,7 +303,7 @@ class RunContext implements JobContext {
   }
 
   get signal(): AbortSignal {
-    return this.entry.abort.signal;
+    return this.#entry.abort.signal;
   }
 
   /**
@@ -309,12 +311,20 @@ class RunContext implements JobContext {
    * no-op job's start, and a success logs at debug only.
    */
   get logger(): Logger {
-    return (this.bound ??= this.workerLogger.child({ job: this.event.id, task: this.event.task }));
+    return (this.#logger ??= this.#workerLogger.child({ job: this.#event.id, task: this.#event.task }));
   }
 
   /** A function of its own, made when asked: handlers may take it out of `ctx` (`{ complete }`). */
   get complete(): (tx: Executor) => Promise<void> {
-    return (tx) => this.runner.completeIn(this, tx);
+    return async (tx) => {
+      await this.#runner.completeIn(tx, this.#row, this.#event, this.#entry, this.#rule);
+      this.#completed = true;
+    };
+  }
+
+  /** Whether `complete(tx)` recorded the success (its transaction may still roll back). */
+  get completedInTransaction(): boolean {
+    return this.#completed;
   }
 }
 

@@ -22,7 +22,7 @@ const RESULT_PREVIEW_CHARS = 1_024;
 
 type Resolve = (state: RecordedState) => void;
 type Pending<T> = [T, Resolve];
-type Success = HeldJob & NextOccurrence & StartedAgo;
+export type Success = HeldJob & NextOccurrence & StartedAgo;
 type Placement = HeldJob & { slot: Date };
 
 /**

@@ -93,7 +93,7 @@ function claimLimit(want: number): number {
  *   or finished with their outcome not yet written (rows still `running` in the table).
  *   Within that, the buffer aims at what the slots will start within half the hold
  *   bound at the rate they have been starting jobs: a busy worker of short jobs claims
- *   hundreds per round trip; a worker whose handlers are slow (or blocked) claims
+ *   about a thousand per round trip; a worker whose handlers are slow (or blocked) claims
  *   little or nothing ahead, so it never sits on work another worker could run.
  * - **Pipelined.** The next claim is sent while the buffer still has jobs, when it
  *   falls to half its aim; one claim is in flight at a time. It carries the successes

@@ -267,6 +267,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
       options.backoff ?? {},
       (event, ...args) => (this.emit as (event: string, ...args: unknown[]) => boolean)(event, ...args),
       (event) => this.listenerCount(event) > 0,
+      this.logger,
     );
     this.wakeups = new Wakeups(
       // The LISTEN connection gets keepalive and a connect timeout whatever the pool has,
@@ -324,7 +325,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
       {
         launch: (row, entry, handlerDone) =>
           // The claim only returns tasks this worker knows.
-          this.runner.run(this.registry.get(row.task)!, row, entry.job, entry, this.logger, handlerDone),
+          this.runner.run(this.registry.get(row.task)!, row, entry.job, entry, handlerDone),
         poll: (info) => {
           if (!this.announced) {
             this.announced = true;

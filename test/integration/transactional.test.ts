@@ -85,6 +85,37 @@ describe("ctx.complete(tx): the handler's writes and the job's success commit to
     expect(await jobRow(id)).toMatchObject({ state: "succeeded", attempts: 1 });
   });
 
+  it("complete taken out of ctx ({ job, complete }) works the same; ctx's own keys are only job", async () => {
+    const app = drizzle({ client: t.db.pool });
+    let keys: string[] = [];
+    const task = defineTask({
+      name: "tx-destructured",
+      payload: z.object({ n: z.number() }),
+      run: async ({ n }, ctx) => {
+        keys = Object.keys(ctx);
+        const { job, complete } = ctx;
+        await app.transaction(async (tx) => {
+          await tx.execute(sql`insert into tx_effects (job_id, attempt, n) values (${job.id}, ${job.attempt}, ${n})`);
+          await complete(tx);
+        });
+      },
+    });
+    const worker = t.startWorker({ tasks: [task] });
+    const events: string[] = [];
+    worker.on("job:succeeded", () => events.push("succeeded"));
+    worker.on("job:lost", () => events.push("lost"));
+    const succeeded = next(worker, "job:succeeded");
+    const { id } = await t.punctual.enqueue(task, { n: 5 });
+    await succeeded;
+    expect(await effects(id)).toEqual([{ attempt: 1 }]);
+    expect(await jobRow(id)).toMatchObject({ state: "succeeded", attempts: 1 });
+    await worker.stop();
+    // Reported as the success it is (the worker knew the transaction recorded it), once.
+    expect(events).toEqual(["succeeded"]);
+    // The worker's own state is not on ctx for a handler to log or spread.
+    expect(keys).toEqual(["job"]);
+  });
+
   it("a handler that throws after its write rolls the write back, and the retry is recorded", async () => {
     let attempts = 0;
     const task = makeTxTask(() => t.db.pool, {
