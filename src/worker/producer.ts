@@ -506,7 +506,7 @@ export class Producer {
     if (this.waitingForRoom && this.claimSize() > 0) this.wake?.("slot");
   }
 
-  /** `wakeIfRoom` once the current task's microtasks are done: once however many slots freed in it. */
+  /** `wakeIfRoom` in a microtask: one for however many slots free before it runs. */
   private wakeIfRoomSoon() {
     if (this.wakeQueued) return;
     this.wakeQueued = true;

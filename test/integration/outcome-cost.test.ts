@@ -1,7 +1,6 @@
 import { afterAll, beforeAll, expect, it } from "vitest";
 import type { Queryable } from "../../src/executor.js";
 import {
-  jobClaim,
   jobCompleteAndClaim,
   jobCompleteMany,
   jobFailMany,
