@@ -8,6 +8,7 @@
  * loading of modules.
  */
 import type { BenchContext, SystemModule } from "../systems/types.js";
+import { startProfilers } from "./profile.js";
 import { loadSystem } from "./systems.js";
 
 export interface ChildArgs {
@@ -55,6 +56,9 @@ const go = new Promise<void>((resolve) => {
 await send({ type: "loaded" });
 await go;
 
+// CPU_PROFILE / HEAP_PROFILE (bench/profile-process.ts with WORKERS): V8 profiles of
+// this process from here to the parent's "cpu", one file per process (name.pid).
+const stopProfilers = await startProfilers();
 const cpuAtStart = process.cpuUsage();
 const flusher = setInterval(() => void flush(), 50);
 const worker = await system.startWorker(args.ctx, {
@@ -69,6 +73,7 @@ await send({ type: "ready" });
 process.on("message", async (message: ParentMessage) => {
   if (message === "cpu") {
     const used = process.cpuUsage(cpuAtStart);
+    await stopProfilers(`.${process.pid}`);
     await send({ type: "cpu", micros: used.user + used.system });
     return;
   }

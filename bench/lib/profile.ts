@@ -10,8 +10,13 @@ import { postgresCpu } from "./measure.js";
 
 /** Loads `pg_stat_statements` in the database when the server has it; false when it does not. */
 export async function statementStats(pool: pg.Pool): Promise<boolean> {
+  // The extension can be created on a server that has not loaded the library; reading
+  // the view tells.
   return pool.query("create extension if not exists pg_stat_statements").then(
-    () => true,
+    () => pool.query("select 1 from pg_stat_statements limit 1").then(
+      () => true,
+      () => false,
+    ),
     () => false,
   );
 }
@@ -57,16 +62,18 @@ export async function startProfilers(): Promise<(suffix?: string) => Promise<voi
 
 /**
  * Starts measuring; the returned function stops and prints `what` per second and per
- * 1,000 jobs. Node CPU is this process's (profiled as `startProfilers` says), or
- * `nodeSeconds` when given (work done in other processes, measured there).
+ * 1,000 jobs. Node CPU is this process's (profiled as `startProfilers` says, unless
+ * `profileHere` is false), or `nodeSeconds` when given (work done in other processes,
+ * measured and profiled there).
  */
 export async function measure(
   database: string,
   pool: pg.Pool,
   statements: boolean,
+  profileHere = true,
 ): Promise<(jobs: number, what: string, nodeSeconds?: number) => Promise<void>> {
   if (statements) await pool.query("select pg_stat_statements_reset()");
-  const stopProfilers = await startProfilers();
+  const stopProfilers = profileHere ? await startProfilers() : async () => {};
   const pgCpu = postgresCpu(database);
   const nodeCpu = process.cpuUsage();
   const t0 = performance.now();

@@ -29,6 +29,14 @@ export interface EnqueueRow {
 }
 
 /**
+ * A timestamp (or an interval) as milliseconds, float8 (null stays null), for
+ * statements that return one per row: the driver parses a float8 with parseFloat, a
+ * timestamp's text with a regular-expression parser, which was a tenth of a 1,000-job
+ * enqueue's Node time and the costliest part of reading a claim.
+ */
+const EPOCH_MS = (expression: string) => `(extract(epoch from ${expression}) * 1000)::float8`;
+
+/**
  * Inserts jobs. A batch without keys is a plain INSERT (`INSERT_UNKEYED`: no key, so
  * nothing to replace or keep). A batch with keys goes through `punctual.enqueue_many`
  * (drizzle/0001_enqueue_functions.sql), which holds the key semantics for SQL and
@@ -40,14 +48,6 @@ export interface EnqueueRow {
  * the caller's OpenTelemetry context (null without one), goes on every job written
  * (drizzle/0010).
  */
-/**
- * A timestamp (or an interval) as milliseconds, float8 (null stays null), for
- * statements that return one per row: the driver parses a float8 with parseFloat, a
- * timestamp's text with a regular-expression parser, which was a tenth of a 1,000-job
- * enqueue's Node time and the costliest part of reading a claim.
- */
-const EPOCH_MS = (expression: string) => `(extract(epoch from ${expression}) * 1000)::float8`;
-
 export async function jobEnqueueMany(
   db: Queryable,
   jobs: readonly JobInsert[],
@@ -350,7 +350,7 @@ const INSERT_NEXT_OCCURRENCE = (finished: string) => `
  * compares with (see there).
  */
 const fencedInput = (param: string, alias: string, columns: string) =>
-  `(select x.*, 'running'::text as fence_state, $1::text as fence_worker, null::timestamptz as fence_unstarted
+  `(select x.*, 'running'::text as fence_state, $1::text as fence_worker
     from jsonb_to_recordset(${param}::jsonb) as x(${columns}) offset 0) as ${alias}`;
 
 /**
@@ -657,9 +657,10 @@ export async function jobUnclaimMany(db: Queryable, workerId: string, held: read
      set state = case when j.cancel_requested_at is null then 'pending' else 'cancelled' end::punctual.job_state,
          finished_at = case when j.cancel_requested_at is null then null else now() end,
          attempts = greatest(j.attempts - 1, 0), locked_by = null, locked_until = null, updated_at = now()
-     from ${fencedInput("$2", "h", "id bigint, attempt integer")}
-     -- (Not "j.started_at is null": a condition on the table alone; see FENCED.)
-     where ${FENCED("j", "h")} and j.started_at is not distinct from h.fence_unstarted
+     from ${fencedInput("$2", "h", "id bigint, attempt integer, never_started timestamptz")}
+     -- Not "j.started_at is null", a condition on the table alone (see FENCED): compared
+     -- with the input's never_started, which the JSON does not carry (always null).
+     where ${FENCED("j", "h")} and j.started_at is not distinct from h.never_started
      returning j.id`,
     [workerId, JSON.stringify(byId(held))],
   );
