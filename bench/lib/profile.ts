@@ -93,7 +93,7 @@ export async function measure(
       return;
     }
     const { rows } = await pool.query(
-      `select calls, round(total_exec_time::numeric) as exec_ms, rows, shared_blks_hit as buffer_hits, wal_records,
+      `select calls, plans, round(total_plan_time::numeric) as plan_ms, round(total_exec_time::numeric) as exec_ms, rows, shared_blks_hit as buffer_hits, wal_records,
               round(wal_bytes / 1e6, 1) as wal_mb, left(regexp_replace(query, '\\s+', ' ', 'g'), 70) as statement
        from pg_stat_statements where dbid = (select oid from pg_database where datname = current_database())
        order by total_exec_time desc limit 6`,

@@ -1,6 +1,6 @@
 import type { Queryable } from "../executor.js";
 import type { Logger } from "../logger.js";
-import { jobClaim, jobCompleteAndClaim, jobNextRunAt, jobUnclaimMany, type ClaimedRow } from "../sql/jobs.js";
+import { jobClaim, jobCompleteAndClaim, jobNextRunAt, jobUnclaimMany, type ClaimedRow, type ClaimParams } from "../sql/jobs.js";
 import { LazyAbort, type Running } from "./job-runner.js";
 import type { LeaseKeeper } from "./lease-keeper.js";
 import type { OutcomeBatcher } from "./outcome-batcher.js";
@@ -96,7 +96,9 @@ function claimLimit(want: number): number {
  *   about a thousand per round trip; a worker whose handlers are slow (or blocked) claims
  *   little or nothing ahead, so it never sits on work another worker could run.
  * - **Pipelined.** The next claim is sent while the buffer still has jobs, when it
- *   falls to half its aim; one claim is in flight at a time. It carries the successes
+ *   falls to half its aim (also when handlers return at once and the buffer drains in
+ *   one go: `fillSlots` lets the claim go out before starting the rest); one claim is
+ *   in flight at a time. It carries the successes
  *   waiting to be written when it is sent; successes that come while it is in flight
  *   do not wait for the one after: the outcome batcher writes them on another
  *   connection meanwhile. Under load the claim is what a worker waits for, and the two
@@ -134,6 +136,10 @@ export class Producer {
   private wakeQueued = false;
   /** `fill` is running. */
   private filling = false;
+  /** A claim statement is in flight. */
+  private claiming = false;
+  /** A `fill` is queued for after the claim it let go first (see `fillSlots`). */
+  private fillQueued = false;
   private holdTimer: NodeJS.Timeout | undefined;
   /** Starts the buffered jobs claimed early at their run_at; armed for the earliest. */
   private dueTimer: NodeJS.Timeout | undefined;
@@ -338,17 +344,11 @@ export class Producer {
     const taken = this.outcomes.takeSuccesses();
     const sentAt = performance.now();
     let rows: ClaimedRow[];
-    if (taken) {
-      try {
-        const result = await jobCompleteAndClaim(this.db, params, taken.successes, this.outcomes.deleteSucceeded);
-        taken.settle(result.completed);
-        rows = result.claimed;
-      } catch (error) {
-        taken.giveBack();
-        throw error;
-      }
-    } else {
-      rows = await jobClaim(this.db, params);
+    this.claiming = true;
+    try {
+      rows = await this.claimRows(params, taken);
+    } finally {
+      this.claiming = false;
     }
     const claimedAt = performance.now();
     const waiting: Buffered[] = [];
@@ -401,6 +401,19 @@ export class Producer {
     return rows.length;
   }
 
+  /** The claim statement; it records the `taken` successes too, when there are some. */
+  private async claimRows(params: ClaimParams, taken: ReturnType<OutcomeBatcher["takeSuccesses"]>): Promise<ClaimedRow[]> {
+    if (!taken) return jobClaim(this.db, params);
+    try {
+      const result = await jobCompleteAndClaim(this.db, params, taken.successes, this.outcomes.deleteSucceeded);
+      taken.settle(result.completed);
+      return result.claimed;
+    } catch (error) {
+      taken.giveBack();
+      throw error;
+    }
+  }
+
   /**
    * Starts buffered jobs while slots are free, most urgent first. One whose lease is not
    * known to hold long enough (renewals failing) goes back to pending instead.
@@ -423,7 +436,22 @@ export class Producer {
     let stale = false;
     const now = performance.now();
     let earliest = Number.POSITIVE_INFINITY;
+    // Handlers that return at once drain the whole buffer in this one loop, and the
+    // claim loop would send the next claim only after it (claim, run, claim: the
+    // database and the handlers would take turns). So once the buffer falls to half its
+    // aim, while no claim is in flight, the rest waits for the next turn of the event
+    // loop (setImmediate): the claim goes out first, and runs beside them.
+    const half = this.claiming || this.stopping ? -1 : Math.floor(this.bufferAim() / 2);
+    let yieldAt = this.buffer.length > half ? half : -1;
     for (let i = 0; i < this.buffer.length && this.running.size < this.options.concurrency; ) {
+      if (this.buffer.length <= yieldAt) {
+        yieldAt = -1;
+        if (this.claimSize() > 0) {
+          this.fillSoon();
+          this.wakeIfRoom();
+          break;
+        }
+      }
       const item = this.buffer[i]!;
       if (item.notBefore > now) {
         // Claimed early: it waits for its run_at; later ones in claim order may be due.
@@ -450,6 +478,16 @@ export class Producer {
     // Their rows say started once an outcome or a renewal carries it: a short handler's
     // outcome does; for a long one, the lease keeper renews early.
     if (started) this.leases.soon(START_MARK_MS);
+  }
+
+  /** `fill` on the next turn of the event loop (after what the current one sends). */
+  private fillSoon() {
+    if (this.fillQueued) return;
+    this.fillQueued = true;
+    setImmediate(() => {
+      this.fillQueued = false;
+      this.fill();
+    });
   }
 
   /** Runs `fill` at `at` (`performance.now()`), unless it is armed for earlier already. */

@@ -116,6 +116,42 @@ describe("handlers that return at once", () => {
     // The buffer did hold thousands at once: one claim brought more than 2,000 jobs.
     expect(Math.max(...claims)).toBeGreaterThan(2000);
   });
+
+  it("the next claim is in flight while they run: the buffer is not drained before it is sent", async () => {
+    const total = 5000;
+    // Claims in flight, seen on the worker's own pool (a real one, counting the claim
+    // statements it sends by their prepared names).
+    let claimsInFlight = 0;
+    let claimsSent = 0;
+    let startedDuringClaim = 0;
+    const task = defineTask({
+      name: "instant",
+      payload: z.object({ n: z.number() }),
+      run: () => {
+        if (claimsInFlight > 0) startedDuringClaim++;
+      },
+    });
+    await h.punctual.enqueueMany(Array.from({ length: total }, (_, n) => ({ task, payload: { n } })));
+    const pool = new pg.Pool({ connectionString: h.db.url, max: 4 });
+    const query = pool.query.bind(pool) as (config: pg.QueryConfig) => Promise<pg.QueryResult>;
+    pool.query = ((config: pg.QueryConfig) => {
+      if (!/^punctual_(complete_)?claim/.test(config.name ?? "")) return query(config);
+      claimsSent++;
+      claimsInFlight++;
+      return query(config).finally(() => claimsInFlight--);
+    }) as typeof pool.query;
+    try {
+      const worker = h.startWorker({ tasks: [task], pool, concurrency: 10, prefetch: 200 });
+      await collect(worker, "job:succeeded", total);
+      await worker.stop();
+    } finally {
+      await pool.end();
+    }
+    expect(claimsSent).toBeGreaterThan(total / 210);
+    // Handlers that return at once would otherwise run the whole buffer as soon as a
+    // claim answers, and the next claim would go out only then: claim, run, claim.
+    expect(startedDuringClaim).toBeGreaterThan(total / 5);
+  });
 });
 
 describe("a full buffer", () => {
