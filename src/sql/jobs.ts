@@ -290,7 +290,7 @@ export async function jobCompleteAndClaim(
   successes: readonly (HeldJob & NextOccurrence & StartedAgo)[],
   deleteOneOff = false,
 ): Promise<{ claimed: ClaimedRow[]; completed: HeldJob[] }> {
-  const done = recordSuccesses("$7", successes, deleteOneOff);
+  const done = recordSuccesses(7, successes, deleteOneOff);
   const rows = await db.query<
     ClaimedRowRead & { done_ids: string[] | null; done_attempts: number[] | null } & Record<string, unknown>
   >(
@@ -302,7 +302,7 @@ export async function jobCompleteAndClaim(
      from claimed as c
      full join (select 1::bigint as pos, array_agg(id) as done_ids, array_agg(attempts) as done_attempts from done) as d
        on d.pos = c.pos`,
-    [...claimValues(params), done.json],
+    [...claimValues(params), ...done.values],
     `complete_claim${done.variant}_${params.limit}`,
   );
   const withDone = rows.find((r) => r.done_ids !== null);
@@ -350,8 +350,27 @@ const INSERT_NEXT_OCCURRENCE = (finished: string) => `
  * compares with (see there).
  */
 const fencedInput = (param: string, alias: string, columns: string) =>
-  `(select x.*, 'running'::text as fence_state, $1::text as fence_worker
-    from jsonb_to_recordset(${param}::jsonb) as x(${columns}) offset 0) as ${alias}`;
+  fencedRows(`jsonb_to_recordset(${param}::jsonb) as x(${columns})`, alias);
+
+/**
+ * Held jobs given as three array parameters from `$first` on (`heldValues`), as rows
+ * `alias` (id, attempt, started_ago_ms, and `result` null) for statements fenced with
+ * `FENCED`: read for a fraction of what JSON costs (see `punctual.held_jobs`, migration
+ * 0012), for the statements a busy worker sends most.
+ */
+const heldInput = (first: number, alias: string) =>
+  fencedRows(`punctual.held_jobs($${first}::bigint[], $${first + 1}::integer[], $${first + 2}::integer[]) as x`, alias, ", null::jsonb as result");
+
+/** `heldInput`'s parameters: ids, attempts and how long ago each started (null: its claim marked it). */
+const heldValues = (held: readonly (HeldJob & StartedAgo)[]) => [
+  held.map((h) => h.id),
+  held.map((h) => h.attempt),
+  held.map((h) => h.started_ago_ms ?? null),
+];
+
+/** The rows of `source` (a FROM item named x) as `alias`, with the fence's values beside them, and `extra` columns. */
+const fencedRows = (source: string, alias: string, extra = "") =>
+  `(select x.*${extra}, 'running'::text as fence_state, $1::text as fence_worker from ${source} offset 0) as ${alias}`;
 
 /**
  * The outcomes in JSON parameter `param`, as rows `i` (with `extra` columns).
@@ -405,7 +424,7 @@ const RULE_UNCHANGED = `(j.cron, j.tz, j.every_ms, j.fixed_delay)
   is not distinct from (i.cron, i.tz, i.every_ms, i.fixed_delay) as rule_unchanged`;
 
 /**
- * Marks running jobs of worker $1 succeeded; `input` is the JSON parameter of outcomes.
+ * Marks running jobs of worker $1 succeeded; `input` is the outcomes as rows `i` (`outcomeInput`).
  * `result` becomes this attempt's (null when it left none): the column holds what the
  * last attempt left, never an earlier attempt's.
  */
@@ -413,19 +432,20 @@ const COMPLETE_UPDATE = (input: string) => `
   update punctual.jobs as j
   set state = 'succeeded', finished_at = now(), locked_by = null, locked_until = null, updated_at = now(),
       result = i.result, ${STARTED_AT("j", "i")}
-  from ${outcomeInput(input)}
+  from ${input}
   where ${FENCED("j", "i")}
   returning j.*, i.next_slot, ${RULE_UNCHANGED}`;
 
 /**
  * `COMPLETE_UPDATE` for successes of one-off jobs (no rule: no next occurrence to
- * insert), returning only what the answer needs instead of whole rows.
+ * insert), returning only what the answer needs instead of whole rows; `input` as rows `i`
+ * (`heldInput`, or `outcomeInput` when a result is kept).
  */
 const COMPLETE_ONE_OFF = (input: string) => `
   update punctual.jobs as j
   set state = 'succeeded', finished_at = now(), locked_by = null, locked_until = null, updated_at = now(),
       result = i.result, ${STARTED_AT("j", "i")}
-  from ${outcomeInput(input)}
+  from ${input}
   where ${FENCED("j", "i")}
   returning j.id, j.attempts`;
 
@@ -437,32 +457,41 @@ const COMPLETE_ONE_OFF = (input: string) => `
  */
 const DELETE_ONE_OFF = (input: string) => `
   delete from punctual.jobs as j
-  using ${outcomeInput(input)}
+  using ${input}
   where ${FENCED("j", "i")}
   returning j.id, j.attempts`;
 
 /**
- * The CTEs that record `successes` (JSON parameter `param`), for `jobCompleteMany` and
+ * The CTEs that record `successes` from parameter `$first` on, for `jobCompleteMany` and
  * `jobCompleteAndClaim`: `done` returns each recorded job's id and attempts, and, when a
  * success carries a rule, `next` inserts the next occurrences and returns their run_at.
  * Only one-off successes (the common case): no next-occurrence INSERT (nor the trigger
- * it fires), and with `deleteOneOff` (`retention: 0`) their rows are deleted. A batch
- * with a periodic success is written as usual, one-off ones included, and pruned.
- * `variant` tells them apart in the statements' prepared names ("" for one-off successes).
+ * it fires), the jobs come as arrays (`heldInput`) unless one left a `result` to keep,
+ * and with `deleteOneOff` (`retention: 0`) their rows are deleted. A batch with a
+ * periodic success is written as usual, one-off ones included, and pruned. `variant`
+ * tells them apart in the statements' prepared names ("" for one-off successes).
  */
-function recordSuccesses(param: string, successes: readonly (HeldJob & NextOccurrence & StartedAgo)[], deleteOneOff: boolean) {
+function recordSuccesses(first: number, successes: readonly (HeldJob & NextOccurrence & StartedAgo)[], deleteOneOff: boolean) {
   const sorted = byId(successes);
+  const json = `$${first}`;
   if (successes.some((s) => s.cron !== null || s.every_ms !== null)) {
     return {
       variant: "_periodic",
-      ctes: `done as (${COMPLETE_UPDATE(param)}), next as (${INSERT_NEXT_OCCURRENCE("done")} returning run_at)`,
-      json: JSON.stringify(sorted),
+      ctes: `done as (${COMPLETE_UPDATE(outcomeInput(json))}), next as (${INSERT_NEXT_OCCURRENCE("done")} returning run_at)`,
+      values: [JSON.stringify(sorted)],
     };
   }
-  // One-off successes: the statement reads no rule fields (all null), so they stay home.
-  const json = JSON.stringify(sorted.map((s) => ({ id: s.id, attempt: s.attempt, started_ago_ms: s.started_ago_ms, result: s.result })));
-  if (deleteOneOff) return { variant: "_delete", ctes: `done as (${DELETE_ONE_OFF(param)})`, json };
-  return { variant: "", ctes: `done as (${COMPLETE_ONE_OFF(param)})`, json };
+  if (deleteOneOff) return { variant: "_delete", ctes: `done as (${DELETE_ONE_OFF(heldInput(first, "i"))})`, values: heldValues(sorted) };
+  if (successes.every((s) => s.result === undefined)) {
+    return { variant: "", ctes: `done as (${COMPLETE_ONE_OFF(heldInput(first, "i"))})`, values: heldValues(sorted) };
+  }
+  // One-off successes, some with a result to keep: JSON carries it. The rule fields are
+  // all null, so they stay home.
+  return {
+    variant: "_results",
+    ctes: `done as (${COMPLETE_ONE_OFF(outcomeInput(json))})`,
+    values: [JSON.stringify(sorted.map((s) => ({ id: s.id, attempt: s.attempt, started_ago_ms: s.started_ago_ms, result: s.result })))],
+  };
 }
 
 /**
@@ -519,7 +548,7 @@ export async function jobCompleteMany(
   jobs: readonly (HeldJob & NextOccurrence & StartedAgo)[],
   deleteOneOff = false,
 ): Promise<(HeldJob & RunAgainAt)[]> {
-  const done = recordSuccesses("$2", jobs, deleteOneOff);
+  const done = recordSuccesses(2, jobs, deleteOneOff);
   const rows = await db.query<{ id: string; attempts: number; next_run_at: Date | null; db_now: Date }>(
     `with ${done.ctes}
      select d.id, d.attempts, ${
@@ -529,7 +558,7 @@ export async function jobCompleteMany(
            "null::timestamptz as next_run_at, null::timestamptz as db_now"
      }
      from done as d`,
-    [workerId, done.json],
+    [workerId, ...done.values],
     `complete${done.variant}`,
   );
   return rows.map((r) => ({ id: Number(r.id), attempt: r.attempts, nextRunAt: r.next_run_at, dbNow: r.db_now }));
@@ -634,11 +663,11 @@ export async function jobRenewLeases(
 ) {
   const rows = await db.query<{ id: string; cancel_requested: boolean }>(
     `update punctual.jobs as j
-     set locked_until = now() + $3 * interval '1 millisecond', ${STARTED_AT("j", "h")}
-     from ${fencedInput("$2", "h", "id bigint, attempt integer, started_ago_ms integer")}
+     set locked_until = now() + $2 * interval '1 millisecond', ${STARTED_AT("j", "h")}
+     from ${heldInput(3, "h")}
      where ${FENCED("j", "h")}
      returning j.id, j.cancel_requested_at is not null as cancel_requested`,
-    [workerId, JSON.stringify(byId(held).map((h) => ({ id: h.id, attempt: h.attempt, started_ago_ms: h.startedAgoMs }))), leaseMs],
+    [workerId, leaseMs, ...heldValues(byId(held).map((h) => ({ id: h.id, attempt: h.attempt, started_ago_ms: h.startedAgoMs })))],
     "renew_leases",
   );
   return rows.map((r) => ({ id: Number(r.id), cancelRequested: r.cancel_requested }));

@@ -19,7 +19,7 @@ const journal = JSON.parse(readFileSync(new URL("../../drizzle/meta/_journal.jso
 const EXPECTED = {
   migrations: journal.entries.length,
   tables: ["jobs", "migrations"],
-  functions: ["check_input", "enqueue", "enqueue_many", "enqueue_many_unchecked", "input_check", "notify_cancel_row", "notify_pending", "notify_pending_row", "schedule", "schedule_many"],
+  functions: ["check_input", "enqueue", "enqueue_many", "enqueue_many_unchecked", "held_jobs", "input_check", "notify_cancel_row", "notify_pending", "notify_pending_row", "schedule", "schedule_many"],
 };
 
 async function schemaState(database: TestDatabase) {
