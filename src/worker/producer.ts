@@ -442,15 +442,14 @@ export class Producer {
     // aim, while no claim is in flight, the rest waits for the next turn of the event
     // loop (setImmediate): the claim goes out first, and runs beside them.
     const half = this.claiming || this.stopping ? -1 : Math.floor(this.bufferAim() / 2);
-    let yieldAt = this.buffer.length > half ? half : -1;
+    const yieldAt = this.buffer.length > half ? half : -1;
     for (let i = 0; i < this.buffer.length && this.running.size < this.options.concurrency; ) {
       if (this.buffer.length <= yieldAt) {
-        yieldAt = -1;
-        if (this.claimSize() > 0) {
-          this.fillSoon();
-          this.wakeIfRoom();
-          break;
-        }
+        // Whether the claim loop finds room is its own reckoning, once the outcomes this
+        // claim wrote have released their leases (they do in microtasks to come).
+        this.fillSoon();
+        this.wakeIfRoom();
+        break;
       }
       const item = this.buffer[i]!;
       if (item.notBefore > now) {
