@@ -9,8 +9,10 @@
  * their Node CPU is summed. Prints jobs/s, PostgreSQL CPU
  * and Node CPU per 1,000 jobs, and, when the server has `pg_stat_statements` loaded
  * (shared_preload_libraries), the statements that took the most time with their
- * buffer hits and WAL: the figures behind the process notes in BENCHMARKS.md. Run
- * `perf record -a -g` beside it for a CPU profile of the server; CPU_PROFILE=file and
+ * buffer hits and WAL: the figures behind the process notes in BENCHMARKS.md. Run it
+ * under `perf record -a -k CLOCK_MONOTONIC` for a CPU profile of the server; with
+ * PERF_TIMES=1 it prints the `--time` window of the measured stretch for `perf report`
+ * (add `--comm postgres --sort symbol`). CPU_PROFILE=file and
  * HEAP_PROFILE=file write V8 profiles of the process that runs the worker (with
  * WORKERS, one per worker process, the file name followed by its pid). Uses
  * DATABASE_URL, else an embedded PostgreSQL (no pg_stat_statements there); works in a

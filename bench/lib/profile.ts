@@ -77,7 +77,12 @@ export async function measure(
   const pgCpu = postgresCpu(database);
   const nodeCpu = process.cpuUsage();
   const t0 = performance.now();
+  // PERF_TIMES=1: the measured stretch on CLOCK_MONOTONIC, for `perf record -k
+  // CLOCK_MONOTONIC` and `perf report --time start,end`.
+  const monotonic = () => (Number(process.hrtime.bigint()) / 1e9).toFixed(6);
+  const perfStart = monotonic();
   return async (jobs, what, nodeSeconds) => {
+    if (process.env.PERF_TIMES) console.log(`perf report --time ${perfStart},${monotonic()}`);
     const ms = performance.now() - t0;
     const pgSeconds = pgCpu();
     const node = process.cpuUsage(nodeCpu);

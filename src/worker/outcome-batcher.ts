@@ -107,16 +107,19 @@ export class OutcomeBatcher {
 
   /**
    * Hands the successes waiting for a batch to the claim loop, which records them in
-   * its claim statement (one round trip for both). It must call `settle` with the ids
-   * written, or `giveBack` if the statement failed.
+   * its claim statement (one round trip for both). It must call `settle` with the jobs
+   * written (`all`: every one), or `giveBack` if the statement failed.
    */
-  takeSuccesses(): { successes: Success[]; settle(written: readonly HeldJob[]): void; giveBack(): void } | null {
+  takeSuccesses(): { successes: Success[]; settle(written: readonly HeldJob[] | "all"): void; giveBack(): void } | null {
     if (this.successes.length === 0) return null;
     const taken = this.successes;
     this.successes = [];
     return {
       successes: taken.map(([s]) => s),
-      settle: (written) => settleWritten(taken, written, "succeeded"),
+      settle: (written) => {
+        if (written !== "all") return settleWritten(taken, written, "succeeded");
+        for (const [, resolve] of taken) resolve("succeeded");
+      },
       giveBack: () => {
         for (const item of taken) this.push(this.successes, item);
       },
