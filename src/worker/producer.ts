@@ -132,14 +132,14 @@ export class Producer {
   private waitingForRoom = false;
   /** A wake-up that came while the loop was busy. */
   private pendingWake: WakeReason | null = null;
-  /** A `wakeIfRoom` is queued (see `wakeIfRoomSoon`). */
-  private wakeQueued = false;
   /** `fill` is running. */
   private filling = false;
+  /** `fill` on the next turn of the event loop (after what the current one sends), once for any number of calls. */
+  private readonly fillSoon = coalesced(setImmediate, () => this.fill());
+  /** `wakeIfRoom` in a microtask: one for however many slots free before it runs. */
+  private readonly wakeIfRoomSoon = coalesced(queueMicrotask, () => this.wakeIfRoom());
   /** A claim statement is in flight. */
   private claiming = false;
-  /** A `fill` is queued for after the claim it let go first (see `fillSlots`). */
-  private fillQueued = false;
   private holdTimer: NodeJS.Timeout | undefined;
   /** Starts the buffered jobs claimed early at their run_at; armed for the earliest. */
   private dueTimer: NodeJS.Timeout | undefined;
@@ -479,16 +479,6 @@ export class Producer {
     if (started) this.leases.soon(START_MARK_MS);
   }
 
-  /** `fill` on the next turn of the event loop (after what the current one sends). */
-  private fillSoon() {
-    if (this.fillQueued) return;
-    this.fillQueued = true;
-    setImmediate(() => {
-      this.fillQueued = false;
-      this.fill();
-    });
-  }
-
   /** Runs `fill` at `at` (`performance.now()`), unless it is armed for earlier already. */
   private fillAt(at: number) {
     if (this.stopping || at >= this.dueTimerAt) return;
@@ -543,15 +533,6 @@ export class Producer {
     if (this.waitingForRoom && this.claimSize() > 0) this.wake?.("slot");
   }
 
-  /** `wakeIfRoom` in a microtask: one for however many slots free before it runs. */
-  private wakeIfRoomSoon() {
-    if (this.wakeQueued) return;
-    this.wakeQueued = true;
-    queueMicrotask(() => {
-      this.wakeQueued = false;
-      this.wakeIfRoom();
-    });
-  }
 
   /**
    * Hands buffered jobs back to pending: those that waited longer than the hold bound
@@ -656,6 +637,19 @@ export class Producer {
       this.wake = done;
     });
   }
+}
+
+/** `fn` run later by `schedule`; calls made before it runs share that one run. */
+function coalesced(schedule: (run: () => void) => unknown, fn: () => void): () => void {
+  let queued = false;
+  return () => {
+    if (queued) return;
+    queued = true;
+    schedule(() => {
+      queued = false;
+      fn();
+    });
+  };
 }
 
 function byClaimOrder(a: Buffered, b: Buffered): number {
