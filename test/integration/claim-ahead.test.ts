@@ -92,15 +92,14 @@ describe("bound", () => {
 });
 
 describe("handlers that return at once", () => {
+  /** A task whose handler returns without awaiting anything. */
+  const instantTask = (run: () => void) => defineTask({ name: "instant", payload: z.object({ n: z.number() }), run });
+
   it("a buffer of thousands of jobs whose handlers return synchronously runs them all (each freed slot is filled by a loop, not a call deeper)", async () => {
     const total = 8000;
     let ran = 0;
-    const task = defineTask({
-      name: "instant",
-      payload: z.object({ n: z.number() }),
-      run: () => {
-        ran++;
-      },
+    const task = instantTask(() => {
+      ran++;
     });
     for (let i = 0; i < total; i += 1000) {
       await h.punctual.enqueueMany(Array.from({ length: 1000 }, (_, k) => ({ task, payload: { n: i + k } })));
@@ -124,12 +123,8 @@ describe("handlers that return at once", () => {
     let claimsInFlight = 0;
     let claimsSent = 0;
     let startedDuringClaim = 0;
-    const task = defineTask({
-      name: "instant",
-      payload: z.object({ n: z.number() }),
-      run: () => {
-        if (claimsInFlight > 0) startedDuringClaim++;
-      },
+    const task = instantTask(() => {
+      if (claimsInFlight > 0) startedDuringClaim++;
     });
     await h.punctual.enqueueMany(Array.from({ length: total }, (_, n) => ({ task, payload: { n } })));
     const pool = new pg.Pool({ connectionString: h.db.url, max: 4 });
