@@ -359,7 +359,9 @@ const fencedInput = (param: string, alias: string, columns: string) =>
  * Held jobs given as three array parameters from `$first` on (`heldValues`), as rows
  * `alias` (id, attempt, started_ago_ms, and `result` null) for statements fenced with
  * `FENCED`: read for a fraction of what JSON costs (see `punctual.held_jobs`, migration
- * 0012), for the statements a busy worker sends most.
+ * 0012), for the statements a busy worker sends most. Were the function inlined (not
+ * STRICT), the planner would count the arrays and scan the table instead of looking
+ * each job up (`test/integration/fresh-backlog.test.ts` fails then).
  */
 const heldInput = (first: number, alias: string) =>
   fencedRows(`punctual.held_jobs($${first}::bigint[], $${first + 1}::integer[], $${first + 2}::integer[]) as x`, alias, ", null::jsonb as result");
@@ -484,28 +486,20 @@ const DELETE_ONE_OFF = (input: string) => `
  */
 function recordSuccesses(first: number, successes: readonly (HeldJob & NextOccurrence & StartedAgo)[], deleteOneOff: boolean) {
   const sorted = byId(successes);
-  const json = `$${first}`;
+  const asJson = (rows: readonly object[]) => ({ values: [JSON.stringify(rows)], sent: `jsonb_array_length($${first}::jsonb)` });
+  const asArrays = () => ({ values: heldValues(sorted), sent: `cardinality($${first}::bigint[])` });
   if (successes.some((s) => s.cron !== null || s.every_ms !== null)) {
-    return {
-      variant: "_periodic",
-      ctes: `done as (${COMPLETE_UPDATE(outcomeInput(json))}), next as (${INSERT_NEXT_OCCURRENCE("done")} returning run_at)`,
-      values: [JSON.stringify(sorted)],
-      sent: `jsonb_array_length(${json}::jsonb)`,
-    };
+    const ctes = `done as (${COMPLETE_UPDATE(outcomeInput(`$${first}`))}), next as (${INSERT_NEXT_OCCURRENCE("done")} returning run_at)`;
+    return { variant: "_periodic", ctes, ...asJson(sorted) };
   }
-  const sent = `cardinality($${first}::bigint[])`;
-  if (deleteOneOff) return { variant: "_delete", ctes: `done as (${DELETE_ONE_OFF(heldInput(first, "i"))})`, values: heldValues(sorted), sent };
+  if (deleteOneOff) return { variant: "_delete", ctes: `done as (${DELETE_ONE_OFF(heldInput(first, "i"))})`, ...asArrays() };
   if (successes.every((s) => s.result === undefined)) {
-    return { variant: "", ctes: `done as (${COMPLETE_ONE_OFF(heldInput(first, "i"))})`, values: heldValues(sorted), sent };
+    return { variant: "", ctes: `done as (${COMPLETE_ONE_OFF(heldInput(first, "i"))})`, ...asArrays() };
   }
   // One-off successes, some with a result to keep: JSON carries it. The rule fields are
   // all null, so they stay home.
-  return {
-    variant: "_results",
-    ctes: `done as (${COMPLETE_ONE_OFF(outcomeInput(json))})`,
-    values: [JSON.stringify(sorted.map((s) => ({ id: s.id, attempt: s.attempt, started_ago_ms: s.started_ago_ms, result: s.result })))],
-    sent: `jsonb_array_length(${json}::jsonb)`,
-  };
+  const rows = sorted.map((s) => ({ id: s.id, attempt: s.attempt, started_ago_ms: s.started_ago_ms, result: s.result }));
+  return { variant: "_results", ctes: `done as (${COMPLETE_ONE_OFF(outcomeInput(`$${first}`))})`, ...asJson(rows) };
 }
 
 /**
