@@ -12,7 +12,9 @@
  * buffer hits and WAL: the figures behind the process notes in BENCHMARKS.md. Run it
  * under `perf record -a -k CLOCK_MONOTONIC` for a CPU profile of the server; with
  * PERF_TIMES=1 it prints the `--time` window of the measured stretch for `perf report`
- * (add `--comm postgres --sort symbol`). CPU_PROFILE=file and
+ * (add `--comm postgres --sort symbol`). WAITS=1 samples what the server's backends
+ * were doing meanwhile (pg_stat_activity: on CPU, or waiting for a lock, a WAL flush…),
+ * per statement. CPU_PROFILE=file and
  * HEAP_PROFILE=file write V8 profiles of the process that runs the worker (with
  * WORKERS, one per worker process, the file name followed by its pid). Uses
  * DATABASE_URL, else an embedded PostgreSQL (no pg_stat_statements there); works in a

@@ -74,6 +74,7 @@ export async function measure(
 ): Promise<(jobs: number, what: string, nodeSeconds?: number) => Promise<void>> {
   if (statements) await pool.query("select pg_stat_statements_reset()");
   const stopProfilers = profileHere ? await startProfilers() : async () => {};
+  const stopWaits = process.env.WAITS ? await sampleWaits(database, pool) : null;
   const pgCpu = postgresCpu(database);
   const nodeCpu = process.cpuUsage();
   const t0 = performance.now();
@@ -87,12 +88,14 @@ export async function measure(
     const pgSeconds = pgCpu();
     const node = process.cpuUsage(nodeCpu);
     await stopProfilers();
+    const waits = await stopWaits?.();
     const perThousand = (seconds: number) => `${((seconds * 1_000_000) / jobs).toFixed(1)} ms`;
     console.log(
       `${jobs.toLocaleString("en-US")} jobs ${what} in ${(ms / 1000).toFixed(2)} s: ${Math.round((jobs / ms) * 1000).toLocaleString("en-US")} jobs/s; ` +
         `per 1,000 jobs: PostgreSQL CPU ${pgSeconds === null ? "n/a (server not local)" : perThousand(pgSeconds)}, ` +
         `Node CPU ${perThousand(nodeSeconds ?? (node.user + node.system) / 1e6)}`,
     );
+    if (waits) console.table(waits);
     if (!statements) {
       console.log("(pg_stat_statements is not loaded on this server: no per-statement figures)");
       return;
@@ -104,5 +107,52 @@ export async function measure(
        order by total_exec_time desc limit 6`,
     );
     console.table(rows);
+  };
+}
+
+/**
+ * WAITS=1: what the server's backends in `database` were doing while measured, sampled
+ * from pg_stat_activity every few milliseconds: for each statement, the share of its
+ * samples on CPU and in each wait (a lock held by another worker's statement, the WAL
+ * flush of a commit). The returned function stops sampling and gives the table.
+ */
+async function sampleWaits(database: string, pool: pg.Pool): Promise<() => Promise<Record<string, string | number>[]>> {
+  const client = await pool.connect();
+  const counts = new Map<string, { statement: string; wait: string; samples: number }>();
+  const perStatement = new Map<string, number>();
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      const { rows } = await client.query<{ wait: string; statement: string }>(
+        `select coalesce(wait_event_type || ':' || wait_event, 'on CPU') as wait,
+                -- Outcome writes begin alike; a claim carrying them says so.
+                left(regexp_replace(query, '\\s+', ' ', 'g'), 50)
+                  || case when query like '%claimed as (%' then ' … claim' else '' end as statement
+         from pg_stat_activity where datname = $1 and state = 'active' and pid <> pg_backend_pid()`,
+        [database],
+      );
+      for (const { wait, statement } of rows) {
+        const key = `${statement}\u0000${wait}`;
+        const entry = counts.get(key) ?? { statement, wait, samples: 0 };
+        entry.samples++;
+        counts.set(key, entry);
+        perStatement.set(statement, (perStatement.get(statement) ?? 0) + 1);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+  })();
+  return async () => {
+    running = false;
+    await loop;
+    client.release();
+    return [...counts.values()]
+      .filter((e) => e.samples >= 5)
+      .sort((a, b) => perStatement.get(b.statement)! - perStatement.get(a.statement)! || b.samples - a.samples)
+      .map((e) => ({
+        statement: e.statement,
+        wait: e.wait,
+        samples: e.samples,
+        share: `${Math.round((100 * e.samples) / perStatement.get(e.statement)!)}%`,
+      }));
   };
 }

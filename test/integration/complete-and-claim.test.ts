@@ -49,6 +49,38 @@ describe("the worker's hot path: successes ride along with the next claim", () =
     const { rows } = await db.pool.query("select state from punctual.jobs where id = $1", [job!.id]);
     expect(rows).toEqual([{ state: "succeeded" }]);
   });
+
+  it("claims before it writes the successes: a success whose row another transaction holds locked does not hold the claim back", async () => {
+    // Another worker's claim can hold a lock on a job this worker completes (see
+    // jobCompleteAndClaim): the statement then waits for it, with its claim made and
+    // leased already, not yet to be made on a snapshot that has grown stale meanwhile.
+    await db.pool.query("truncate punctual.jobs");
+    await createClient({ executor: db.pool }).enqueueMany([0, 1, 2, 3].map((n) => ({ task: noop, payload: { n } })));
+    const q = toQueryable(db.pool, { prepared: true });
+    const [done] = await jobClaim(q, params("w1", 1));
+    const holder = await db.pool.connect();
+    try {
+      await holder.query("begin");
+      await holder.query("select 1 from punctual.jobs where id = $1 for update", [done!.id]);
+      const statement = jobCompleteAndClaim(q, params("w1", 2), [success(Number(done!.id))]);
+      // Until the statement waits for that lock.
+      while ((await db.pool.query("select 1 from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'")).rowCount === 0) {
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      // Its claim is made: the two jobs it took are locked; the one left is free.
+      const { rows: free } = await db.pool.query(
+        "select payload->>'n' as n from punctual.jobs where state = 'pending' order by id for update skip locked",
+      );
+      expect(free).toEqual([{ n: "3" }]);
+      await holder.query("commit");
+      const { completed, claimed } = await statement;
+      expect(completed).toBe("all");
+      expect(claimed.map((r) => (r.payload as { n: number }).n)).toEqual([1, 2]);
+    } finally {
+      await holder.query("rollback").catch(() => {});
+      holder.release();
+    }
+  });
 });
 
 describe("retention 0: successes delete their rows", () => {
